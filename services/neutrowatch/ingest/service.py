@@ -1,0 +1,45 @@
+"""The ingest service wired once: publisher, resend guard, HL7/MLLP and FHIR/HTTP intakes."""
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from neutrowatch.ingest.fhir_http import FhirIntake
+from neutrowatch.ingest.hl7_intake import Hl7Intake
+from neutrowatch.ingest.mllp import MllpServer
+from neutrowatch.ingest.resend_guard import ResendGuard
+from neutrowatch.platform.config_files import load_code_map
+from neutrowatch.platform.health import Readiness
+from neutrowatch.platform.kafka import Publisher
+from neutrowatch.platform.settings import Settings
+
+
+class IngestService:
+    def __init__(self, settings: Settings, app: web.Application, readiness: Readiness):
+        codes = load_code_map(settings.local_codes_file)
+        self.publisher = Publisher(settings)
+        self.redis = Redis.from_url(settings.redis_url, **settings.redis_client_kwargs())
+        intake = Hl7Intake(self.publisher, ResendGuard(self.redis, settings.dedup_ttl_seconds), codes)
+        self.mllp = MllpServer(intake, settings.bind_host, settings.mllp_port,
+                               settings.max_message_bytes, settings.mllp_idle_timeout_seconds)
+        app.add_routes(FhirIntake(self.publisher, codes).routes())
+        readiness.add("kafka", self._kafka_ready)
+        readiness.add("redis", self.redis.ping)
+        readiness.add("mllp", self._mllp_ready)
+
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.publisher.start)
+        await self.mllp.start()
+
+    async def stop(self) -> None:
+        await self.mllp.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.publisher.close)
+        await self.redis.aclose()
+
+    async def _kafka_ready(self) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(None, self.publisher.connected)
+
+    async def _mllp_ready(self) -> bool:
+        return self.mllp.serving()

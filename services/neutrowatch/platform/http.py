@@ -1,0 +1,45 @@
+"""The HTTP server every process shares: health, readiness, Prometheus metrics; services add
+their own routes (FHIR ingest, the API)."""
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from neutrowatch.platform.health import Readiness
+
+
+def build_app(readiness: Readiness, max_body_bytes: int) -> web.Application:
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        checks = await readiness.report()
+        ready = bool(checks) and all(checks.values())
+        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application(client_max_size=max_body_bytes)
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)])
+    return app
+
+
+class HttpServer:
+    def __init__(self, app: web.Application, host: str, port: int):
+        self._runner = web.AppRunner(app, access_log=None)
+        self._host, self._port = host, port
+        self._site: web.TCPSite | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._site is not None
+        return self._site._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self._host, self._port)
+        await self._site.start()
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,86 @@
+"""One typed settings object per process: environment variables with the NEUTROWATCH_ prefix.
+
+Every field shows in `neutrowatch <command> --help` (neutrowatch.cli builds the options from
+this model), so a field's description is its documentation.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEUTROWATCH_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers (host:port,...). Unset: `up` starts an embedded Tansu broker.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol.")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="Kafka SASL mechanism.")
+    kafka_sasl_username: str | None = Field(None, description="Kafka SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="Kafka SASL password (never logged).")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle for Kafka TLS.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate for Kafka mutual TLS.")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client key for Kafka mutual TLS.")
+    kafka_partitions: int = Field(6, ge=1, description="Partitions of every NeutroWatch topic (co-keyed topics share it).")
+    kafka_replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+    kafka_port: int = Field(0, ge=0, description="Port of the embedded broker (0: a free port).")
+    produce_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long ingest waits for Kafka's ack before answering AR / 503.")
+
+    # Redis
+    redis_url: str | None = Field(
+        None, description="Redis URL (redis:// or rediss://). Unset: `up` starts its own redis-server.")
+    redis_username: str | None = Field(None, description="Redis ACL user name.")
+    redis_password: SecretStr | None = Field(None, description="Redis ACL password (never logged).")
+    redis_ssl_ca_certs: Path | None = Field(None, description="CA bundle for Redis TLS (rediss://).")
+    redis_port: int = Field(0, ge=0, description="Port of the embedded redis-server (0: a free port).")
+
+    # Ingest
+    bind_host: str = Field("127.0.0.1", description="Address the MLLP and HTTP listeners bind to.")
+    mllp_port: int = Field(2575, ge=0, description="HL7 v2 MLLP listener port.")
+    http_port: int = Field(8080, ge=0, description="HTTP port (FHIR ingest, health, metrics, API).")
+    max_message_bytes: int = Field(1024 * 1024, ge=1024, description="Largest accepted HL7 message or HTTP body.")
+    mllp_idle_timeout_seconds: float = Field(
+        300.0, gt=0, description="An MLLP connection silent this long (or stuck mid-frame) is closed.")
+    dedup_ttl_seconds: int = Field(
+        7 * 24 * 3600, ge=60, description="How long a resent HL7 message (same facility + MSH-10) is recognised.")
+    local_codes_file: Path | None = Field(
+        None, description="YAML map of local lab codes to ANC roles (see config/local-codes.example.yaml).")
+
+    # Observability
+    log_level: str = Field("INFO", description="Log level.")
+    log_phi: bool = Field(False, description="Allow patient identifiers in logs (off: never logged).")
+
+    def kafka_client_config(self) -> dict:
+        """Connection settings shared by kafka-python producers, consumers and admin clients."""
+        cfg: dict = {"bootstrap_servers": self.kafka_bootstrap,
+                     "security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            cfg.update(sasl_mechanism=self.kafka_sasl_mechanism,
+                       sasl_plain_username=self.kafka_sasl_username,
+                       sasl_plain_password=_secret(self.kafka_sasl_password))
+        for key in ("cafile", "certfile", "keyfile"):
+            value = getattr(self, f"kafka_ssl_{key}")
+            if value:
+                cfg[f"ssl_{key}"] = str(value)
+        return cfg
+
+    def redis_client_kwargs(self) -> dict:
+        kwargs: dict = {}
+        if self.redis_username:
+            kwargs["username"] = self.redis_username
+        if self.redis_password:
+            kwargs["password"] = _secret(self.redis_password)
+        if self.redis_ssl_ca_certs:
+            kwargs["ssl_ca_certs"] = str(self.redis_ssl_ca_certs)
+        return kwargs
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None

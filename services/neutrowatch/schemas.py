@@ -1,0 +1,83 @@
+"""The serializer edge: every record is checked against its versioned JSON Schema here, and only here.
+
+Schemas live in the repository's top-level schemas/ folder (override with NEUTROWATCH_SCHEMAS_DIR).
+"""
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+BASE_URI = "https://neutrowatch.example/schemas/"
+
+
+class SchemaError(ValueError):
+    """A record does not match its schema; ``field`` is the JSON path of the first problem."""
+
+    def __init__(self, schema: str, field: str, message: str):
+        super().__init__(f"{schema}: {field}: {message}")
+        self.schema, self.field, self.message = schema, field, message
+
+
+def schemas_dir() -> Path:
+    env = os.environ.get("NEUTROWATCH_SCHEMAS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "schemas"
+
+
+@cache
+def _registry() -> Registry:
+    resources = []
+    for path in sorted(schemas_dir().glob("*.schema.json")):
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        resources.append((BASE_URI + path.name, Resource.from_contents(contents)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    """Validator for e.g. ``lab-result.v1``."""
+    resource = _registry().get_or_retrieve(f"{BASE_URI}{name}.schema.json").value
+    return Draft202012Validator(resource.contents, registry=_registry(),
+                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def schema_name(record: dict[str, Any]) -> str:
+    """``neutrowatch.lab-result.v1`` -> ``lab-result.v1``."""
+    declared = record.get("schema")
+    if not isinstance(declared, str) or not declared.startswith("neutrowatch."):
+        raise SchemaError("unknown", "schema", "missing or unknown 'schema' field")
+    return declared.removeprefix("neutrowatch.")
+
+
+def validate(record: dict[str, Any], name: str | None = None) -> None:
+    name = name or schema_name(record)
+    error = next(iter(sorted(validator(name).iter_errors(record), key=lambda e: e.path)), None)
+    if error is not None:
+        path = "/".join(str(p) for p in error.absolute_path) or "(record)"
+        raise SchemaError(name, path, error.message)
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """Validate then serialise (compact UTF-8 JSON)."""
+    validate(record)
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode(data: bytes, expected: str | None = None) -> dict[str, Any]:
+    """Parse and validate a record from a topic; raises SchemaError with the field at fault."""
+    try:
+        record = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError(expected or "unknown", "(record)", f"not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise SchemaError(expected or "unknown", "(record)", "not a JSON object")
+    name = schema_name(record)
+    if expected and name != expected:
+        raise SchemaError(expected, "schema", f"expected neutrowatch.{expected}, got {record.get('schema')}")
+    validate(record, name)
+    return record

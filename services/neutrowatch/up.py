@@ -1,0 +1,72 @@
+"""`neutrowatch up`: the whole pipeline as it exists, in the foreground, stopped by SIGINT/SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Iterator, TextIO
+
+from neutrowatch.ingest.service import IngestService
+from neutrowatch.platform.embedded import EmbeddedKafka, EmbeddedRedis
+from neutrowatch.platform.health import Readiness
+from neutrowatch.platform.http import HttpServer, build_app
+from neutrowatch.platform.kafka import ensure_topics
+from neutrowatch.platform.settings import Settings
+
+
+@contextlib.contextmanager
+def servers(settings: Settings, out: TextIO) -> Iterator[Settings]:
+    """The configured Kafka and Redis, or embedded ones started (and always stopped) here."""
+    started, updates = [], {}
+    try:
+        if not settings.kafka_bootstrap:
+            kafka = EmbeddedKafka(settings.kafka_port).start()
+            started.append(kafka)
+            updates["kafka_bootstrap"] = kafka.bootstrap
+            print(f"embedded Kafka-protocol broker (Tansu, in memory) at {kafka.bootstrap}", file=out)
+        if not settings.redis_url:
+            redis = EmbeddedRedis(settings.redis_port).start()
+            started.append(redis)
+            updates["redis_url"] = redis.url
+            print(f"embedded redis-server at {redis.url}", file=out)
+        yield settings.model_copy(update=updates)
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+async def serve(settings: Settings, out: TextIO, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    readiness = Readiness()
+    app = build_app(readiness, settings.max_message_bytes)
+    ingest = IngestService(settings, app, readiness)
+    http = HttpServer(app, settings.bind_host, settings.http_port)
+    await http.start()
+    try:
+        await ingest.start()
+        print(f"MLLP (HL7 v2) listening on {settings.bind_host}:{ingest.mllp.port}", file=out)
+        print(f"HTTP listening on http://{settings.bind_host}:{http.port} "
+              "(/fhir, /healthz, /readyz, /metrics)", file=out, flush=True)
+        await stop.wait()
+        print("stopping", file=out, flush=True)
+    finally:
+        await ingest.stop()
+        await http.stop()
+
+
+def run(settings: Settings, out: TextIO = sys.stdout) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # until the event loop takes over: clean up too
+    with servers(settings, out) as resolved:
+        created = ensure_topics(resolved)
+        if created:
+            print(f"created topics: {', '.join(created)}", file=out)
+        asyncio.run(serve(resolved, out))
+    return 0
+
+
+def _exit_on_sigterm(_signum, _frame):
+    raise SystemExit(143)
