@@ -41,9 +41,10 @@ class Coding:
 
 @dataclass(frozen=True)
 class Component:
-    """One reported input to a derived value (WBC, neutrophils %, bands %)."""
+    """One reported input to a derived value (WBC, neutrophils %, bands %, ...), as reported."""
 
-    role: Literal["wbc", "neutrophils_percent", "bands_percent"]
+    role: Literal["wbc", "neutrophils_percent", "bands_percent", "neutrophils_fraction",
+                  "anc_segmented", "bands_absolute"]
     code: str
     value: float
     unit: str
@@ -183,7 +184,7 @@ class DeadLetter:
     patient_id: str | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        return _drop_none({
             "schema": "neutrowatch.dead-letter.v1",
             "received_at": _iso(self.received_at),
             "source": asdict(self.source),
@@ -193,7 +194,7 @@ class DeadLetter:
             "raw": self.raw,
             "raw_encoding": self.raw_encoding,
             "patient_id": self.patient_id,
-        }
+        })
 
 
 Event = LabResult | MedicationAdministration

@@ -1,0 +1,324 @@
+"""HL7 v2 (2.3 - 2.5.1) ORU^R01 results and RAS^O17 administrations -> canonical events.
+
+Any relevant observation that cannot be used rejects the whole message (the sender gets an AE
+and resends); observations the product does not track are ignored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from neutrowatch.domain.codes import DEFAULT_CODES, CodeMap
+from neutrowatch.domain.events import (Coding, Event, LabResult, Location, MedicationAdministration,
+                                       Source, patient_key)
+from neutrowatch.domain.ids import stable_id
+from neutrowatch.domain.medications import classify, normalise_dose
+from neutrowatch.domain.specimens import Part, anc_from_parts, check_plausible
+from neutrowatch.parsing.errors import InputRejected
+from neutrowatch.parsing.hl7_ack import build_ack
+from neutrowatch.parsing.hl7_text import (Hl7Header, Seg, decode, normalise, parse_message, read_header,
+                                          segments, split_messages)
+from neutrowatch.parsing.timestamps import hl7_date, parse_hl7_timestamp
+from neutrowatch.parsing.values import canonical, parse_number
+
+SUPPORTED_TYPES = ("ORU^R01", "ORU", "RAS^O17")
+_STATUS = {"P": "P", "R": "P", "S": "P", "F": "F", "U": "F", "C": "C", "X": "X", "D": "D", "W": "D"}
+_PENDING = frozenset({"I", "O", "N"})
+_QUANTITY_TYPES = frozenset({"NM", "SN", "ST", ""})
+_ADMIN_STATUS = {"CP": "completed", "PA": "completed", "": "completed", "RE": "not-done",
+                 "NA": "not-done"}
+
+
+@dataclass(frozen=True)
+class Hl7Result:
+    header: Hl7Header
+    events: tuple[Event, ...]
+    patient_id: str | None
+
+
+@dataclass
+class _Patient:
+    patient_id: str | None = None
+    authority: str | None = None
+    birth_date: str | None = None
+    location: Location | None = None
+
+    @property
+    def key(self) -> str | None:
+        return patient_key(self.patient_id, self.authority) if self.patient_id else None
+
+
+@dataclass
+class _Group:
+    patient: _Patient
+    obr: Seg | None = None
+    spm: Seg | None = None
+    obxs: list[Seg] = field(default_factory=list)
+
+
+def _time(seg: Seg | None, index: int, component: int = 1) -> datetime | None:
+    if seg is None:
+        return None
+    text = seg.get(index, 1, component)
+    if not text:
+        return None
+    value = parse_hl7_timestamp(text)
+    if value is None:
+        label = seg.label(index)
+        raise InputRejected("bad_timestamp", f"{label} is not an HL7 timestamp (YYYYMMDD[HHMM[SS]][+ZZZZ])",
+                            label)
+    return value
+
+
+def _read_pid(seg: Seg, location: Location | None) -> _Patient:
+    birth = hl7_date(seg.get(7))
+    return _Patient(patient_id=seg.get(3, 1, 1) or None, authority=seg.get(3, 1, 4, 1) or None,
+                    birth_date=birth, location=location)
+
+
+def _read_pv1(seg: Seg) -> Location | None:
+    ward, facility, service = seg.get(3, 1, 1), seg.get(3, 1, 4, 1), seg.get(10)
+    if not (ward or facility or service):
+        return None
+    return Location(ward=ward or None, service=service or None, facility=facility or None)
+
+
+def _require_patient(patient: _Patient) -> tuple[str, str]:
+    if not patient.patient_id:
+        raise InputRejected("missing_patient_id", "PID-3 has no patient identifier (CX.1)", "PID-3")
+    return patient.patient_id, patient.key or patient.patient_id
+
+
+def _message_type(header: Hl7Header) -> str:
+    kind = header.message_type or ""
+    if kind not in SUPPORTED_TYPES:
+        raise InputRejected("unsupported_message_type",
+                            f"MSH-9 message type {kind or '(empty)'!r} is not supported "
+                            f"(expected ORU^R01 or RAS^O17)", "MSH-9")
+    return kind
+
+
+def parse_hl7(text: str | bytes, codes: CodeMap = DEFAULT_CODES) -> Hl7Result:
+    """Parse one message. Raises InputRejected for anything it cannot use."""
+    text = normalise(decode(text) if isinstance(text, bytes) else text)
+    header = read_header(text)
+    kind = _message_type(header)
+    segs = segments(parse_message(text))
+    source = Source(type="hl7v2", sending_application=header.sending_application,
+                    sending_facility=header.sending_facility, message_id=header.message_id)
+    if kind == "RAS^O17":
+        events, patient_id = _parse_ras(segs, header, source)
+    else:
+        events, patient_id = _parse_oru(segs, header, source, codes)
+    return Hl7Result(header=header, events=tuple(events), patient_id=patient_id)
+
+
+# ---------------------------------------------------------------- ORU^R01
+
+
+def _groups(segs: list[Seg]) -> tuple[list[_Group], str | None]:
+    patient, groups, first_id = _Patient(), [], None
+    current: _Group | None = None
+    for seg in segs:
+        if seg.name == "PID":
+            patient = _read_pid(seg, None)
+            first_id = first_id or patient.patient_id
+            current = None
+        elif seg.name == "PV1":
+            patient.location = _read_pv1(seg)
+        elif seg.name == "OBR":
+            current = _Group(patient=patient, obr=seg)
+            groups.append(current)
+        elif seg.name == "OBX":
+            if current is None:
+                current = _Group(patient=patient)
+                groups.append(current)
+            current.obxs.append(seg)
+        elif seg.name == "SPM" and current is not None and current.spm is None:
+            current.spm = seg
+    return groups, first_id
+
+
+def _part(obx: Seg, group: _Group, codes: CodeMap) -> Part | None:
+    pairs = [(obx.get(3, 1, 3), obx.get(3, 1, 1)), (obx.get(3, 1, 6), obx.get(3, 1, 4))]
+    found = codes.first_role(pairs)
+    if found is None:
+        return None
+    role, index = found
+    value_type = obx.get(2).upper()
+    if value_type not in _QUANTITY_TYPES:
+        return None  # coded or narrative results are not quantities
+    base = 3 * index
+    code = Coding(code=obx.get(3, 1, base + 1), system=obx.get(3, 1, base + 3) or None,
+                  display=obx.get(3, 1, base + 2) or None)
+    raw_status = obx.get(11).upper()
+    if value_type == "SN":
+        comps = [obx.get(5, 1, c) for c in (1, 2, 3, 4)]
+        raw_value = "".join(comps[:2]) if not (comps[2] or comps[3]) else "".join(comps)
+    else:
+        raw_value = obx.get(5)
+    if raw_status in _PENDING:
+        return None
+    status = _STATUS.get(raw_status)
+    if status is None:
+        if not raw_value:
+            return None
+        label = obx.label(11)
+        raise InputRejected("unknown_result_status",
+                            f"{label} result status {raw_status or '(empty)'!r} is not one of P, F, C, X, D",
+                            label)
+    if status not in ("X", "D") and not raw_value:
+        return None
+    collected = (_time(obx, 14) or _time(group.obr, 7) or _time(group.spm, 17))
+    if collected is None:
+        raise InputRejected("missing_collection_time",
+                            f"{obx.label(14)}, OBR-7 and SPM-17 give no specimen collection time "
+                            f"for the {code.code} result", "OBR-7")
+    value = number = unit = None
+    if status not in ("X", "D"):
+        label = obx.label(5)
+        if value_type == "SN":
+            if comps[2] or comps[3]:
+                number = parse_number("x", label, code, role)  # ranges and ratios are not a value
+            number = parse_number(comps[1], label, code, role)
+        else:
+            number = parse_number(raw_value, label, code, role)
+        value, unit = canonical(role, number, [obx.get(6, 1, 1), obx.get(6, 1, 4)], obx.label(6), code)
+    reported = None
+    if group.obr is not None:
+        reported = parse_hl7_timestamp(group.obr.get(22))
+    return Part(role=role, value=value, status=status, code=code, collected_at=collected,
+                value_field=obx.label(5), reported_number=number,
+                original_value=raw_value or None, original_unit=unit or obx.get(6, 1, 1) or None,
+                reported_at=reported)
+
+
+def _specimen_key(group: _Group, part: Part) -> str:
+    for seg, index, comp in ((group.spm, 2, 1), (group.obr, 3, 1), (group.obr, 2, 1)):
+        if seg is not None:
+            value = seg.get(index, 1, comp, 1)
+            if value:
+                return value
+    return "at:" + part.collected_at.isoformat()
+
+
+def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source,
+               codes: CodeMap) -> tuple[list[Event], str | None]:
+    groups, first_id = _groups(segs)
+    buckets: dict[tuple[str, str], tuple[_Group, list[Part]]] = {}
+    events: list[Event] = []
+    app, facility = header.sending_application, header.sending_facility
+
+    def result(group: _Group, spec: str, analyte: str, obs_id: str, **kw) -> LabResult:
+        pid = group.patient
+        value, status = kw["value"], kw["status"]
+        return LabResult(
+            observation_id=obs_id, event_id=stable_id(obs_id, status, value, header.message_id),
+            patient_id=pid.patient_id or "", assigning_authority=pid.authority, analyte=analyte,  # type: ignore[arg-type]
+            unit="cells/uL" if analyte == "anc" else "Cel", source=source, specimen_id=spec,
+            location=pid.location, birth_date=pid.birth_date, **kw)
+
+    for group in groups:
+        for obx in group.obxs:
+            part = _part(obx, group, codes)
+            if part is None:
+                continue
+            _, key = _require_patient(group.patient)
+            spec = _specimen_key(group, part)
+            if part.role == "body_temperature":
+                check_plausible(part)
+                obs_id = stable_id("hl7", app, facility, key, spec, "body_temperature",
+                                   part.collected_at.isoformat())
+                events.append(result(group, spec, "body_temperature", obs_id, value=part.value,
+                                     status=part.status, collected_at=part.collected_at,
+                                     original_value=part.original_value,
+                                     original_unit=part.original_unit, code=part.code,
+                                     reported_at=part.reported_at))
+                continue
+            buckets.setdefault((key, spec), (group, []))[1].append(part)
+    for (key, spec), (group, parts) in buckets.items():
+        finding = anc_from_parts(parts)
+        if finding is None:
+            continue
+        direct = finding.provenance == "direct"
+        obs_id = stable_id("hl7", app, facility, key, spec, "anc")
+        events.append(result(
+            group, spec, "anc", obs_id, value=finding.value, status=finding.status,
+            collected_at=finding.collected_at, provenance=finding.provenance,
+            original_value=finding.anchor.original_value if direct else None,
+            original_unit=finding.anchor.original_unit if direct else None,
+            code=finding.anchor.code if direct else None, components=finding.components,
+            reported_at=finding.reported_at))
+    return events, first_id
+
+
+# ---------------------------------------------------------------- RAS^O17
+
+
+def _dose(rxa: Seg):
+    amount, unit = rxa.get(6), rxa.get(7, 1, 1)
+    if not amount:
+        return None
+    code = Coding(code="RXA-6")
+    try:
+        value = parse_number(amount, "RXA-6", code, "dose")
+    except InputRejected:
+        raise InputRejected("bad_dose", "RXA-6 administered amount is not a number", "RXA-6") from None
+    if value == 0:
+        return None
+    if value < 0:
+        raise InputRejected("bad_dose", "RXA-6 administered amount is negative", "RXA-6")
+    if not unit:
+        raise InputRejected("bad_dose", "RXA-7 administered units are missing for the RXA-6 amount",
+                            "RXA-7")
+    return normalise_dose(value, unit)
+
+
+def _parse_ras(segs: list[Seg], header: Hl7Header, source: Source) -> tuple[list[Event], str | None]:
+    patient, first_id, order_id = _Patient(), None, None
+    events: list[Event] = []
+    for seg in segs:
+        if seg.name == "PID":
+            patient = _read_pid(seg, None)
+            first_id = first_id or patient.patient_id
+        elif seg.name == "PV1":
+            patient.location = _read_pv1(seg)
+        elif seg.name == "ORC":
+            order_id = seg.get(3, 1, 1) or seg.get(2, 1, 1) or None
+        elif seg.name == "RXA":
+            events.append(_administration(seg, patient, order_id, header, source))
+    return events, first_id
+
+
+def _administration(rxa: Seg, patient: _Patient, order_id: str | None, header: Hl7Header,
+                    source: Source) -> MedicationAdministration:
+    patient_id, key = _require_patient(patient)
+    started = _time(rxa, 3)
+    if started is None:
+        raise InputRejected("missing_administration_time", "RXA-3 has no administration start time",
+                            "RXA-3")
+    ended = _time(rxa, 4)
+    code = rxa.get(5, 1, 1)
+    if not code:
+        raise InputRejected("missing_administered_code", "RXA-5 has no administered code", "RXA-5")
+    medication = Coding(code=code, system=rxa.get(5, 1, 3) or None, display=rxa.get(5, 1, 2) or None)
+    drug_class = classify(medication, rxa.get(5, 1, 5) or None)
+    completion = rxa.get(20).upper()
+    if completion not in _ADMIN_STATUS:
+        raise InputRejected("unknown_administration_status",
+                            f"RXA-20 completion status {completion!r} is not one of CP, PA, RE, NA",
+                            "RXA-20")
+    status = "entered-in-error" if rxa.get(21).upper() == "D" else _ADMIN_STATUS[completion]
+    dose = _dose(rxa)
+    admin_id = stable_id("hl7", header.sending_application, header.sending_facility, key, order_id,
+                         started.isoformat(), code)
+    return MedicationAdministration(
+        administration_id=admin_id,
+        event_id=stable_id(admin_id, status, dose, ended, header.message_id),
+        patient_id=patient_id, assigning_authority=patient.authority, medication=medication,
+        drug_class=drug_class, started_at=started, status=status, source=source,  # type: ignore[arg-type]
+        ended_at=ended, dose=dose, location=patient.location)
+
+
+__all__ = ["Hl7Header", "Hl7Result", "SUPPORTED_TYPES", "build_ack", "parse_hl7", "read_header",
+           "split_messages"]
