@@ -1,0 +1,397 @@
+"""FHIR R4 (and R5 spellings) Observation, MedicationAdministration and Bundle -> events.
+
+Rejections name the field as a FHIRPath-like expression, prefixed with
+"Bundle.entry[i].resource." inside a Bundle. Observations the product does not track are
+ignored; a tracked one that cannot be used rejects the whole resource or Bundle.
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from neutrowatch.domain.codes import DEFAULT_CODES, CodeMap
+from neutrowatch.domain.events import (Coding, Event, LabResult, MedicationAdministration, Source,
+                                       patient_key)
+from neutrowatch.domain.ids import stable_id
+from neutrowatch.domain.medications import classify, normalise_dose
+from neutrowatch.domain.specimens import Part, anc_from_parts, check_plausible
+from neutrowatch.parsing.errors import InputRejected
+from neutrowatch.parsing.fhir_refs import EMPTY_INDEX, BundleIndex, as_dict, as_list, as_str
+from neutrowatch.parsing.timestamps import parse_fhir_datetime
+from neutrowatch.parsing.values import canonical, describe, parse_number
+
+ResourceKind = Literal["Observation", "MedicationAdministration", "Bundle"]
+SUPPORTED = ("Observation", "MedicationAdministration", "Bundle")
+BUNDLE_TYPES = ("batch", "transaction", "collection")
+_OBS_STATUS = {"registered": "P", "preliminary": "P", "final": "F", "amended": "C",
+               "corrected": "C", "cancelled": "X", "entered-in-error": "D"}
+_ADMIN_STATUS = {"completed": "completed", "in-progress": "in-progress", "on-hold": "in-progress",
+                 "not-done": "not-done", "entered-in-error": "entered-in-error",
+                 "stopped": "stopped"}
+_BIRTH_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+
+def resource_kind(resource: Any) -> ResourceKind | None:
+    """Which supported resource a parsed JSON value is, or None."""
+    if isinstance(resource, dict) and resource.get("resourceType") in SUPPORTED:
+        return resource["resourceType"]
+    return None
+
+
+def parse_fhir(resource: Any, codes: CodeMap = DEFAULT_CODES,
+               expected_type: str | None = None) -> list[Event]:
+    """Events from one resource; raises InputRejected for anything it cannot use."""
+    if not isinstance(resource, dict):
+        raise InputRejected("not_a_resource", "the JSON value is not a FHIR resource (an object)")
+    rtype = resource.get("resourceType")
+    if not isinstance(rtype, str) or not rtype:
+        raise InputRejected("missing_resource_type", "resourceType is missing", "resourceType")
+    if expected_type is not None and rtype != expected_type:
+        raise InputRejected("wrong_resource_type",
+                            f"resourceType is {rtype[:60]!r} where {expected_type} is expected",
+                            "resourceType")
+    if rtype not in SUPPORTED:
+        raise InputRejected("wrong_resource_type",
+                            f"resourceType {rtype[:60]!r} is not Observation, MedicationAdministration "
+                            f"or Bundle", "resourceType")
+    if rtype == "Bundle":
+        return _bundle(resource, codes)
+    source = Source(type="fhir")
+    if rtype == "Observation":
+        found = _observation(resource, "", codes, EMPTY_INDEX)
+        if found is None:
+            return []
+        context, part = found
+        if part.role == "body_temperature":
+            return [_temperature(context, part, source)]
+        return _ancs({(context["patient_key"], "single"): (context, [part])}, source)
+    return [_administration(resource, "", EMPTY_INDEX, source)]
+
+
+# ---------------------------------------------------------------- Bundle
+
+
+def _bundle(bundle: dict, codes: CodeMap) -> list[Event]:
+    kind = bundle.get("type")
+    if kind not in BUNDLE_TYPES:
+        raise InputRejected("unsupported_bundle_type",
+                            f"Bundle.type {str(kind)[:40]!r} is not batch, transaction or collection",
+                            "Bundle.type")
+    entries = []
+    for index, entry in enumerate(as_list(bundle.get("entry"))):
+        resource = as_dict(as_dict(entry).get("resource"))
+        if resource:
+            entries.append((index, resource, as_str(as_dict(entry).get("fullUrl"))))
+    index_ = BundleIndex(entries)
+    source = Source(type="fhir", message_id=as_str(bundle.get("id")))
+    events: list[Event] = []
+    buckets: dict[tuple[str, str], tuple[dict, list[Part]]] = {}
+    for position, resource, _ in entries:
+        prefix = f"Bundle.entry[{position}].resource."
+        rtype = resource.get("resourceType")
+        if rtype == "MedicationAdministration":
+            events.append(_administration(resource, prefix, index_, source))
+        elif rtype == "Observation":
+            found = _observation(resource, prefix, codes, index_)
+            if found is None:
+                continue
+            context, part = found
+            if part.role == "body_temperature":
+                events.append(_temperature(context, part, source))
+            else:
+                group = _group_key(resource, index_, part)
+                buckets.setdefault((context["patient_key"], group), (context, []))[1].append(part)
+    return events + _ancs(buckets, source)
+
+
+def _group_key(resource: dict, index: BundleIndex, part: Part) -> str:
+    for candidate in [resource] + index.ancestors(resource):
+        for specimen in _specimen_refs(candidate):
+            target = index.resolve(specimen)
+            rid = as_str(as_dict(target).get("id")) if target else None
+            return f"specimen:Specimen/{rid}" if rid else f"specimen:{specimen}"
+    for parent in index.ancestors(resource):
+        if parent.get("resourceType") == "DiagnosticReport":
+            return f"report:{as_str(parent.get('id')) or id(parent)}"
+    return "at:" + part.collected_at.isoformat()
+
+
+def _specimen_refs(resource: dict) -> list[str]:
+    spec = resource.get("specimen")
+    items = spec if isinstance(spec, list) else [spec]
+    if resource.get("resourceType") == "DiagnosticReport" and len(items) != 1:
+        return []  # a report over several specimens does not say which one an Observation used
+    return [r for r in (as_str(as_dict(i).get("reference")) for i in items) if r]
+
+
+# ---------------------------------------------------------------- Observation
+
+
+def _subject(resource: dict, path: str, index: BundleIndex) -> dict:
+    subject = as_dict(resource.get("subject"))
+    field = f"{path}.subject"
+    reference = as_str(subject.get("reference"))
+    if reference:
+        target = index.resolve(reference)
+        birth = as_str(as_dict(target).get("birthDate")) if target else None
+        birth = birth if birth and _BIRTH_DATE.match(birth) else None
+        if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
+            rid = as_str(as_dict(target).get("id")) if target else None
+            if target is not None and target.get("resourceType") != "Patient":
+                raise InputRejected("missing_subject", f"{field} does not refer to a Patient", field)
+            return _patient(rid or reference.split(":", 2)[2], None, birth)
+        parts = reference.split("/_history/")[0].rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1]:
+            return _patient(parts[-1], None, birth)
+        raise InputRejected("missing_subject", f"{field} does not refer to a Patient", field)
+    identifier = as_dict(subject.get("identifier"))
+    value = as_str(identifier.get("value"))
+    if value:
+        return _patient(value, as_str(identifier.get("system")), None)
+    raise InputRejected("missing_subject", f"{field} has no Patient reference or identifier", field)
+
+
+def _patient(patient_id: str, authority: str | None, birth: str | None) -> dict:
+    return {"patient_id": patient_id, "authority": authority, "birth_date": birth,
+            "patient_key": patient_key(patient_id, authority)}
+
+
+def _effective(resource: dict, path: str, names: tuple[str, ...]) -> tuple[datetime | None, datetime | None]:
+    """(start, end) from the first present effective[x]/occurrence[x] element."""
+    for name in names:
+        if name not in resource:
+            continue
+        value = resource[name]
+        if name.endswith("Period"):
+            period = as_dict(value)
+            start = _datetime(period.get("start"), f"{path}.{name}.start")
+            end = _datetime(period.get("end"), f"{path}.{name}.end") if "end" in period else None
+            return start, end
+        return _datetime(value, f"{path}.{name}"), None
+    return None, None
+
+
+def _datetime(value: Any, field: str) -> datetime | None:
+    if value is None:
+        return None
+    parsed = parse_fhir_datetime(value)
+    if parsed is None:
+        raise InputRejected("bad_timestamp", f"{field} is not a FHIR dateTime", field)
+    return parsed
+
+
+_OBS_EFFECTIVE = ("effectiveDateTime", "effectiveInstant", "effectivePeriod")
+
+
+def _observation(obs: dict, prefix: str, codes: CodeMap,
+                 index: BundleIndex) -> tuple[dict, Part] | None:
+    path = prefix + "Observation"
+    codings = [as_dict(c) for c in as_list(as_dict(obs.get("code")).get("coding"))]
+    pairs = [(as_str(c.get("system")), as_str(c.get("code"))) for c in codings]
+    found = codes.first_role(pairs)
+    if found is None:
+        return None
+    role, position = found
+    chosen = codings[position]
+    code = Coding(code=pairs[position][1] or "", system=pairs[position][0],
+                  display=as_str(chosen.get("display")))
+    raw_status = obs.get("status")
+    status = _OBS_STATUS.get(raw_status) if isinstance(raw_status, str) else None
+    if status is None:
+        raise InputRejected("unknown_result_status",
+                            f"{path}.status {str(raw_status)[:40]!r} is not a known Observation status",
+                            f"{path}.status")
+    context = _subject(obs, path, index)
+    number = value = unit = original = None
+    if status not in ("X", "D"):
+        read = _value(obs, path, code, role)
+        if read is None:
+            return None  # no result yet (e.g. registered)
+        number, original, units, unit_field = read
+        value, unit = canonical(role, number, units, unit_field, code)
+    collected, _ = _effective(obs, path, _OBS_EFFECTIVE)
+    for parent in index.ancestors(obs) if collected is None else ():
+        ptype = parent.get("resourceType") or "Resource"
+        collected, _ = _effective(parent, f"{ptype}", _OBS_EFFECTIVE)
+        if collected is not None:
+            break
+    if collected is None:
+        raise InputRejected("missing_effective_time",
+                            f"{path}.effective[x] is missing (the specimen collection time)",
+                            f"{path}.effective[x]")
+    key = _identity(obs)
+    part = Part(role=role, value=value, status=status, code=code, collected_at=collected,
+                value_field=f"{path}.valueQuantity.value", reported_number=number,
+                original_value=original, original_unit=unit,
+                reported_at=parse_fhir_datetime(obs.get("issued")), key=key)
+    return context, part
+
+
+def _value(obs: dict, path: str, code: Coding, role: str):
+    """(number, original text, candidate units, unit field) or None when there is no value."""
+    if "valueQuantity" in obs:
+        quantity = as_dict(obs.get("valueQuantity"))
+        field = f"{path}.valueQuantity.value"
+        raw = quantity.get("value")
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise InputRejected("non_numeric_value",
+                                f"{field} for {describe(code, role)} is not a number", field)
+        number = parse_number(str(raw), field, code, role) if isinstance(raw, str) else float(raw)
+        if not math.isfinite(number):
+            raise InputRejected("non_numeric_value",
+                                f"{field} for {describe(code, role)} is not a finite number", field)
+        comparator = as_str(quantity.get("comparator")) or ""
+        units = [u for u in (as_str(quantity.get("code")), as_str(quantity.get("unit"))) if u]
+        return number, f"{comparator}{raw}", units, f"{path}.valueQuantity.unit"
+    if "valueString" in obs or "valueInteger" in obs:
+        name = "valueString" if "valueString" in obs else "valueInteger"
+        raw = obs.get(name)
+        parse_number(raw if isinstance(raw, str) else str(raw), f"{path}.{name}", code, role)
+        field = f"{path}.valueQuantity.unit"
+        raise InputRejected("missing_unit", f"{path}.{name} for {describe(code, role)} carries no "
+                            f"unit (a valueQuantity is needed)", field)
+    return None
+
+
+def _identity(resource: dict) -> str | None:
+    for identifier in as_list(resource.get("identifier")):
+        value = as_str(as_dict(identifier).get("value"))
+        if value:
+            return f"{as_str(as_dict(identifier).get('system')) or ''}|{value}"
+    rid = as_str(resource.get("id"))
+    return f"{resource.get('resourceType')}/{rid}" if rid else None
+
+
+def _lab(context: dict, source: Source, obs_id: str, analyte: str, **kw) -> LabResult:
+    return LabResult(
+        observation_id=obs_id, event_id=stable_id(obs_id, kw["status"], kw["value"]),
+        patient_id=context["patient_id"], assigning_authority=context["authority"],
+        analyte=analyte, unit="cells/uL" if analyte == "anc" else "Cel",  # type: ignore[arg-type]
+        source=source, birth_date=context["birth_date"], **kw)
+
+
+def _temperature(context: dict, part: Part, source: Source) -> LabResult:
+    check_plausible(part)
+    obs_id = stable_id("fhir", context["patient_key"], "body_temperature",
+                       part.key or part.collected_at.isoformat())
+    return _lab(context, source, obs_id, "body_temperature", value=part.value, status=part.status,
+                collected_at=part.collected_at, original_value=part.original_value,
+                original_unit=part.original_unit, code=part.code, reported_at=part.reported_at)
+
+
+def _ancs(buckets: dict[tuple[str, str], tuple[dict, list[Part]]], source: Source) -> list[Event]:
+    events: list[Event] = []
+    for (key, group), (context, parts) in buckets.items():
+        finding = anc_from_parts(parts)
+        if finding is None:
+            continue
+        direct = finding.provenance == "direct"
+        anchor = finding.anchor
+        obs_id = stable_id("fhir", key, "anc", "direct" if direct else "derived",
+                           anchor.key or group)
+        events.append(_lab(
+            context, source, obs_id, "anc", value=finding.value, status=finding.status,
+            collected_at=finding.collected_at, provenance=finding.provenance,
+            original_value=anchor.original_value if direct else None,
+            original_unit=anchor.original_unit if direct else None,
+            code=anchor.code if direct else None, components=finding.components,
+            reported_at=finding.reported_at,
+            specimen_id=group.split(":", 1)[1] if group.startswith("specimen:") else None))
+    return events
+
+
+# ---------------------------------------------------------------- MedicationAdministration
+
+_ADMIN_EFFECTIVE = ("effectiveDateTime", "effectivePeriod", "occurenceDateTime", "occurencePeriod",
+                    "occurrenceDateTime", "occurrencePeriod")
+
+
+def _medication(admin: dict, path: str, index: BundleIndex) -> tuple[Coding, str | None]:
+    concept = admin.get("medicationCodeableConcept")
+    medication = admin.get("medication")
+    if concept is None and isinstance(medication, dict):  # R5 CodeableReference
+        concept = medication.get("concept")
+        reference = as_dict(medication.get("reference")).get("reference")
+    else:
+        reference = as_dict(admin.get("medicationReference")).get("reference")
+    if concept is None and as_str(reference):
+        target = None
+        if reference.startswith("#"):
+            target = next((c for c in as_list(admin.get("contained"))
+                           if as_dict(c).get("id") == reference[1:]), None)
+        else:
+            target = index.resolve(reference)
+        concept = _medication_code(as_dict(target)) if target else None
+    concept = as_dict(concept)
+    codings = [as_dict(c) for c in as_list(concept.get("coding"))]
+    coded = [Coding(code=as_str(c.get("code")) or "", system=as_str(c.get("system")),
+                    display=as_str(c.get("display"))) for c in codings if as_str(c.get("code"))]
+    if not coded:
+        field = f"{path}.medication[x]"
+        raise InputRejected("missing_medication",
+                            f"{field} has no coded medication (code, or a referenced Medication.code)",
+                            field)
+    text = as_str(concept.get("text"))
+    drug_class = next((k for k in (classify(c) for c in coded) if k), None) or classify(None, text)
+    coding = coded[0]
+    if coding.display is None and text:
+        coding = Coding(code=coding.code, system=coding.system, display=text)
+    return coding, drug_class
+
+
+def _medication_code(medication: dict) -> dict | None:
+    """Medication.code, else the first coded ingredient (an uncoded compounded product)."""
+    if as_dict(medication.get("code")).get("coding"):
+        return as_dict(medication.get("code"))
+    for ingredient in as_list(medication.get("ingredient")):
+        item = as_dict(ingredient).get("itemCodeableConcept") or as_dict(
+            as_dict(ingredient).get("item")).get("concept")
+        if as_dict(item).get("coding"):
+            return as_dict(item)
+    return as_dict(medication.get("code")) or None
+
+
+def _fhir_dose(admin: dict, path: str):
+    dose = as_dict(as_dict(admin.get("dosage")).get("dose"))
+    if not dose:
+        return None
+    field = f"{path}.dosage.dose.value"
+    value = dose.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise InputRejected("bad_dose", f"{field} is not a positive number", field)
+    unit = as_str(dose.get("code")) or as_str(dose.get("unit"))
+    if unit is None:
+        field = f"{path}.dosage.dose.unit"
+        raise InputRejected("bad_dose", f"{field} is missing", field)
+    return normalise_dose(float(value), unit)
+
+
+def _administration(admin: dict, prefix: str, index: BundleIndex, source: Source) -> MedicationAdministration:
+    path = prefix + "MedicationAdministration"
+    raw_status = admin.get("status")
+    status = _ADMIN_STATUS.get(raw_status) if isinstance(raw_status, str) else None
+    if status is None:
+        raise InputRejected("unknown_administration_status",
+                            f"{path}.status {str(raw_status)[:40]!r} is not a known administration status",
+                            f"{path}.status")
+    context = _subject(admin, path, index)
+    medication, drug_class = _medication(admin, path, index)
+    started, ended = _effective(admin, path, _ADMIN_EFFECTIVE)
+    if started is None:
+        raise InputRejected("missing_effective_time",
+                            f"{path}.effective[x] is missing (when the medication was given)",
+                            f"{path}.effective[x]")
+    dose = _fhir_dose(admin, path)
+    key = _identity(admin) or f"{started.isoformat()}|{medication.code}"
+    admin_id = stable_id("fhir", context["patient_key"], key)
+    return MedicationAdministration(
+        administration_id=admin_id, event_id=stable_id(admin_id, status, dose, ended),
+        patient_id=context["patient_id"], assigning_authority=context["authority"],
+        medication=medication, drug_class=drug_class, started_at=started, status=status,  # type: ignore[arg-type]
+        source=source, ended_at=ended, dose=dose)
+
+
+__all__ = ["BUNDLE_TYPES", "ResourceKind", "SUPPORTED", "parse_fhir", "resource_kind"]
