@@ -1,0 +1,274 @@
+"""The Alert record and how each finding reads: one sentence for a phone, structured evidence."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from neutrowatch.detection.findings import Adm, Finding, Obs
+from neutrowatch.domain.ids import stable_id
+
+SCHEMA = "neutrowatch.alert.v1"
+
+
+@dataclass(frozen=True)
+class Alert:
+    alert_id: str
+    patient_id: str
+    patient_key: str
+    kind: str
+    severity: str  # info | warning | critical
+    observed_at: str  # ISO 8601 collection time of the deciding result
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    anc_cells_per_ul: float | None = None
+    assigning_authority: str | None = None
+    retracts_alert_id: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "schema": SCHEMA, "alert_id": self.alert_id, "patient_id": self.patient_id,
+            "patient_key": self.patient_key, "kind": self.kind, "severity": self.severity,
+            "observed_at": self.observed_at, "summary": self.summary, "evidence": self.evidence,
+        }
+        if self.assigning_authority is not None:
+            rec["assigning_authority"] = self.assigning_authority
+        if self.anc_cells_per_ul is not None:
+            rec["anc_cells_per_ul"] = self.anc_cells_per_ul
+        if self.retracts_alert_id is not None:
+            rec["retracts_alert_id"] = self.retracts_alert_id
+        return rec
+
+
+def alert_id(patient_key: str, kind: str, anchor: str) -> str:
+    return stable_id("alert.v1", patient_key, kind, anchor)
+
+
+def iso(t: int) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def obs(o: Obs | tuple | None) -> dict[str, Any] | None:
+    if o is None:
+        return None
+    if isinstance(o, Obs):
+        return {"observation_id": o.oid, "value": _num(o.v), "unit": "cells/uL",
+                "collected_at": iso(o.t), "status": o.st}
+    t, oid, v = o  # an episode start/nadir summarised as (t, oid, value)
+    return {"observation_id": oid, "value": _num(v), "unit": "cells/uL", "collected_at": iso(t)}
+
+
+def adm(a: Adm, interval_days: float | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"administration_id": a.aid, "drug_class": a.cls, "started_at": iso(a.t)}
+    if a.end is not None:
+        d["ended_at"] = iso(a.end)
+    if a.mgkg is not None:
+        d["dose_mg_per_kg"] = _num(a.mgkg)
+    if interval_days is not None:
+        d["interval_days"] = interval_days
+    return d
+
+
+def _num(v: float | None) -> float | int | None:
+    if v is None:
+        return None
+    return int(v) if float(v).is_integer() else round(float(v), 2)
+
+
+def _k(v: float | None) -> str:
+    return "?" if v is None else f"{float(v) / 1000:.2g}".replace("e+03", "000") + " x10^3/uL"
+
+
+def _cnt(v: float | None) -> str:
+    return "?" if v is None else f"{_num(v)}/uL"
+
+
+def render(f: Finding, patient_key: str, patient_id: str, authority: str | None,
+           anc: list[Obs], adms: list[Adm], extra: dict[str, Any] | None = None) -> Alert:
+    summary, evidence = RENDER[f.kind](f, anc, adms)
+    evidence = {"rule": f.kind, **evidence, **(extra or {})}
+    return Alert(alert_id(patient_key, f.kind, f.anchor), patient_id, patient_key, f.kind,
+                 f.severity, iso(f.t), summary, evidence, _num(f.value), authority)
+
+
+def retraction(old_id: str, old_kind: str, old_t: int, cause: str, cause_id: str,
+               patient_key: str, patient_id: str, authority: str | None) -> Alert:
+    summary = (f"Retracted: the {old_kind.replace('_', ' ')} alert for the result of "
+               f"{iso(old_t)[:16].replace('T', ' ')} no longer holds ({cause.replace('_', ' ')}).")
+    return Alert(stable_id("alert.v1", patient_key, "alert_retracted", old_id, cause_id),
+                 patient_id, patient_key, "alert_retracted", "info", iso(old_t), summary,
+                 {"rule": "alert_retracted", "retracted_alert_id": old_id,
+                  "retracted_kind": old_kind, "cause": cause, "cause_event_id": cause_id},
+                 None, authority, old_id)
+
+
+# ----------------------------------------------------------------------------- per kind
+
+def _at(anc: list[Obs], i: int | None) -> Obs | None:
+    return anc[i] if i is not None and 0 <= i < len(anc) else None
+
+
+def _grade(f: Finding, anc, adms):
+    c, lim = f.ctx, f.ctx["limits"]
+    conf = "confirmed by 2 results" if c.get("confirmed") else "single result, not yet confirmed"
+    frm = c["from"] or "no earlier count"
+    s = f"ANC {_cnt(f.value)}: grade {frm} -> {c['to']} ({conf})."
+    return s, {"from": c["from"], "to": c["to"], "confirmed": bool(c.get("confirmed")),
+               "thresholds": lim.as_evidence(),
+               "observations": [x for x in (obs(_at(anc, c["index"] - 1) if c.get("improving") else None),
+                                            obs(anc[c["index"]]),
+                                            obs(_at(anc, c.get("confirming_index")))
+                                            if c.get("confirmed") and not c.get("improving") else None) if x]}
+
+
+def _onset(f: Finding, anc, adms):
+    c, lim = f.ctx, f.ctx["limits"]
+    below = lim.agranulocytosis if f.kind == "agranulocytosis" else 500
+    word = "Agranulocytosis" if f.kind == "agranulocytosis" else "Severe neutropenia"
+    ref = _at(anc, c.get("rapid_from"))
+    tail = f", down from {_cnt(ref.v)} within 72 h" if ref else ""
+    conf = "" if c.get("confirmed") else " (single result, repeat to confirm)"
+    s = f"{word}: new episode, ANC {_cnt(f.value)} (< {int(below)}/uL){tail}{conf}."
+    ev = {"threshold_below": below, "thresholds": lim.as_evidence(), "previous_grade": c.get("from"),
+          "confirmed": bool(c.get("confirmed")),
+          "observations": [x for x in (obs(ref), obs(anc[c["index"]]),
+                                       obs(_at(anc, c.get("confirming_index")))) if x]}
+    if ref:
+        ev["rapid_decline"] = {"from": obs(ref), "fraction": round(f.value / ref.v, 2)}  # type: ignore[operator]
+    return s, ev
+
+
+def _rapid(f: Finding, anc, adms):
+    c = f.ctx
+    ref, cur = anc[c["ref"]], anc[c["index"]]
+    hours = round((cur.t - ref.t) / 3600)
+    s = (f"ANC fell {round(100 * (1 - f.value / ref.v))}% in {hours} h: "  # type: ignore[operator]
+         f"{_cnt(ref.v)} -> {_cnt(f.value)}.")
+    return s, {"fraction_threshold": 0.5, "window_hours": 72, "below": 1000,
+               "thresholds": c["limits"].as_evidence(), "observations": [obs(ref), obs(cur)]}
+
+
+def _recovery(f: Finding, anc, adms):
+    c = f.ctx
+    i = c["end_index"]
+    s = (f"Recovery: ANC back at or above {_cnt(c['limits'].normal)} on 2 results "
+         f"({_cnt(anc[i - 1].v)}, {_cnt(f.value)}); episode began {iso(c['start'][0])[:10]}, "
+         f"nadir {_cnt(c['nadir'][2])}.")
+    ev = {"thresholds": c["limits"].as_evidence(), "episode_start": obs(c["start"]),
+          "nadir": obs(c["nadir"]), "observations": [obs(anc[i - 1]), obs(anc[i])]}
+    if c.get("association"):
+        a = c["association"]
+        ev["drug_association"] = a
+        s = s[:-1] + (f"; {a['recovered_days_after_last_dose']} days after the last "
+                      f"{a['drug_class']} dose, which supports a drug-associated cause.")
+    return s, ev
+
+
+def _chronic(f: Finding, anc, adms):
+    c = f.ctx
+    days = round((f.t - c["start"][0]) / 86400)
+    s = (f"Chronic neutropenia: below {_cnt(c['limits'].normal)} for {days} days without recovery "
+         f"(since {iso(c['start'][0])[:10]}, nadir {_cnt(c['nadir'][2])}).")
+    return s, {"chronic_after_days": 90, "duration_days": days,
+               "thresholds": c["limits"].as_evidence(), "episode_start": obs(c["start"]),
+               "nadir": obs(c["nadir"]), "observations": [obs(c["start"]), obs(anc[c["index"]])]}
+
+
+def _cyclic(f: Finding, anc, adms):
+    p = f.ctx["hit"]
+    s = (f"Cyclic neutropenia suspected: counts oscillate with a period of ~{p.period_days:g} days "
+         f"({p.points} counts over {p.span_days:g} days, nadir {_cnt(p.nadir)}, FAP {p.fap:.1g}).")
+    pts = [o for o in anc if p.t - p.span_days * 86400 - 1 <= o.t <= p.t]
+    return s, {"method": "lomb-scargle", "period_days": p.period_days, "power": p.power,
+               "false_alarm_probability": p.fap, "points": p.points, "span_days": p.span_days,
+               "nadir": _num(p.nadir), "peak": _num(p.peak), "search_days": [14, 35],
+               "infusion_locked": False, "observations": [obs(o) for o in pts]}
+
+
+def _cycle(c) -> dict[str, Any]:
+    d: dict[str, Any] = {"infusion": [adm(a) for a in c.adms],
+                         "dose_mg_per_kg": _num(c.mgkg), "interval_days": c.interval_days,
+                         "pre": obs(c.pre), "early_24_48h": obs(c.early), "nadir_days_1_7": obs(c.nadir),
+                         "recovery_before_next": obs(c.recovery), "recovered": c.recovered,
+                         "dip": c.dip}
+    return d
+
+
+def _median(xs: list[float]) -> float | None:
+    xs = sorted(xs)
+    if not xs:
+        return None
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
+
+
+def _ivig(f: Finding, anc, adms):
+    cs = [c for c in f.ctx["courses"] if c.evaluable]
+    pre = [c.pre.v for c in cs]
+    early = [c.early.v for c in cs if c.early is not None]
+    nadir = [c.nadir.v for c in cs]
+    dips = sum(c.dip for c in cs)
+    doses = sorted({_num(c.mgkg) for c in cs if c.mgkg is not None})
+    gaps = [c.interval_days for c in cs if c.interval_days]
+    dose_txt = f", dose {'/'.join(str(d) for d in doses)} mg/kg" if doses else ""
+    gap_txt = f" every ~{_median(gaps):g} days" if gaps else ""
+    s = (f"Post-IVIG neutropenia pattern: dips after {dips} of {len(cs)} infusions{gap_txt}{dose_txt}; "
+         f"median pre-infusion ANC {_cnt(_median(pre))}, 24-48 h {_cnt(_median(early))}, "
+         f"nadir {_cnt(min(nadir))}.")
+    return s, {"cycles": [_cycle(c) for c in f.ctx["courses"]], "dips": dips, "evaluable_cycles": len(cs),
+               "median_pre": _num(_median(pre)), "range_pre": [_num(min(pre)), _num(max(pre))],
+               "median_24_48h": _num(_median(early)),
+               "range_24_48h": [_num(min(early)), _num(max(early))] if early else None,
+               "nadir": _num(min(nadir)), "doses_mg_per_kg": doses, "median_interval_days": _median(gaps),
+               "observations": [o for c in cs for o in (obs(c.pre), obs(c.nadir))]}
+
+
+def _baseline(f: Finding, anc, adms):
+    c = f.ctx["course"]
+    why = {"started": "IVIG started", "restarted": "IVIG restarted", "dose_raised": "IVIG dose raised",
+           "interval_shortened": "IVIG interval shortened"}
+    what = " and ".join(why[r] for r in f.ctx["reasons"])
+    dose = f" ({_num(c.mgkg)} mg/kg)" if c.mgkg is not None else ""
+    s = f"{what}{dose} with no ANC in the preceding 30 days: obtain a CBC with differential."
+    prev = f.ctx["previous"]
+    return s, {"reasons": f.ctx["reasons"], "baseline_days": 30,
+               "administrations": [adm(a, c.interval_days) for a in c.adms],
+               "previous_course": None if prev is None else {"started_at": iso(prev[0]),
+                                                              "dose_mg_per_kg": _num(prev[1])},
+               "previous_interval_days": f.ctx["previous_interval_days"], "observations": []}
+
+
+def _drug(f: Finding, anc, adms):
+    c = f.ctx
+    ep = c["episode"]
+    s = (f"Neutropenia (ANC {_cnt(f.value)}) began {c['days_after_last_dose']:g} days after the last "
+         f"{c['drug_class']} dose: drug-associated neutropenia suspected.")
+    return s, {"drug_class": c["drug_class"], "days_after_last_dose": c["days_after_last_dose"],
+               "window_days": c["window_days"], "doses_before_onset": c["doses"],
+               "administrations": [adm(c["first"]), adm(c["last"])] if c["first"] != c["last"]
+               else [adm(c["last"])], "episode_start": obs(ep.start),
+               "observations": [obs(ep.start)]}
+
+
+def _febrile(f: Finding, anc, adms):
+    c = f.ctx
+    r, a = c["fever"], c["anc"]
+    how = "once >= 38.3 C" if c["how"] == "single" else "sustained >= 38.0 C for 1 h"
+    s = (f"FEBRILE NEUTROPENIA: temperature {r.v:g} C ({how}) with ANC {_cnt(a.v)}"
+         f"{' and falling' if c['falling'] else ''} within 24 h.")
+    temps = [x for x in (c["began"], r) if x]
+    return s, {"temperature_single_c": 38.3, "temperature_sustained_c": 38.0, "sustained_minutes": 60,
+               "anc_window_hours": 24, "anc_below": 500, "anc_falling_below": 1000,
+               "falling": c["falling"],
+               "temperatures": [{"observation_id": x.oid, "value": x.v, "unit": "Cel",
+                                 "collected_at": iso(x.t), "status": x.st} for x in temps],
+               "observations": [obs(a)]}
+
+
+RENDER = {
+    "grade_change": _grade, "severe_neutropenia": _onset, "agranulocytosis": _onset,
+    "rapid_decline": _rapid, "recovery": _recovery, "chronic_neutropenia": _chronic,
+    "cyclic_neutropenia_suspected": _cyclic, "post_ivig_neutropenia_pattern": _ivig,
+    "ivig_baseline_missing": _baseline, "drug_associated_neutropenia_suspected": _drug,
+    "febrile_neutropenia": _febrile,
+}

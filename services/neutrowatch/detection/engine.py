@@ -1,0 +1,241 @@
+"""step(state, event, config) -> (state, alerts): merge, bound, evaluate, emit the difference.
+
+The alert set is a deterministic function of the normalised history (evaluate); what is emitted
+is its difference against the alerts already emitted: newly holding -> the alert; emitted but no
+longer holding (a correction, deletion or late result removed its basis) -> alert_retracted.
+Alert ids come from patient, kind and the episode anchor, so any arrival order and any replay
+give the same ids, and a duplicate event changes nothing.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from neutrowatch.detection import cyclic, drugs, febrile, ivig
+from neutrowatch.detection.alerts import Alert, alert_id, render, retraction
+from neutrowatch.detection.config import DetectionConfig
+from neutrowatch.detection.episodes import Carry, fold
+from neutrowatch.detection.findings import Finding, Obs
+from neutrowatch.detection.grades import Limits, limits_for
+from neutrowatch.detection.history import (DAY, Change, adm_row, cause_of, lab_obs, merge_adm,
+                                           merge_obs, relevant_drug)
+from neutrowatch.detection.state import PatientState
+from neutrowatch.domain.events import Event, LabResult, MedicationAdministration
+
+
+def step(state: PatientState, event: Event, config: DetectionConfig | None = None
+         ) -> tuple[PatientState, list[Alert]]:
+    config = config or DEFAULT_CONFIG
+    state, change = _merge(_identify(state, event), event, config)
+    if change is None:
+        return state, []
+    state = _compact(state, config)
+    findings, state = evaluate(state, config)
+    return _diff(state, findings, change, event, config)
+
+
+def run(events: Iterable[Event], config: DetectionConfig | None = None,
+        states: dict[str, PatientState] | None = None) -> list[Alert]:
+    """Step every event in the given order (per patient_key); all alerts emitted, in order."""
+    states = {} if states is None else states
+    out: list[Alert] = []
+    for ev in events:
+        key = ev.patient_key
+        states[key], alerts = step(states.get(key) or PatientState.empty(), ev, config)
+        out.extend(alerts)
+    return out
+
+
+DEFAULT_CONFIG = DetectionConfig()
+
+
+# ---------------------------------------------------------------------------- merge
+
+def _identify(state: PatientState, ev: Event) -> PatientState:
+    if state.patient_key:
+        bd = getattr(ev, "birth_date", None)
+        if bd and (state.birth_date is None or bd > state.birth_date):
+            return state.evolve(birth_date=bd)
+        return state
+    return state.evolve(patient_key=ev.patient_key, patient_id=ev.patient_id,
+                        assigning_authority=ev.assigning_authority,
+                        birth_date=getattr(ev, "birth_date", None))
+
+
+def _merge(state: PatientState, ev: Event, config: DetectionConfig
+           ) -> tuple[PatientState, Change | None]:
+    if isinstance(ev, MedicationAdministration):
+        if not relevant_drug(ev, config):
+            return state, None
+        row = adm_row(ev)
+        if state.horizon is not None and row.t <= state.horizon:
+            return state.evolve(late_ignored=state.late_ignored + 1), None
+        rows, t = merge_adm(state.adms, row)
+        return state.evolve(adms=rows), None if t is None else Change("adm", t, cause_of(ev))
+    if not isinstance(ev, LabResult) or ev.analyte not in ("anc", "body_temperature"):
+        return state, None
+    if ev.status not in ("X", "D") and ev.value is None:
+        return state, None
+    new = lab_obs(ev)
+    if state.horizon is not None and new.t <= state.horizon:
+        return state.evolve(late_ignored=state.late_ignored + 1), None
+    if ev.analyte == "anc":
+        rows, t = merge_obs(state.anc, new)
+        if rows is state.anc:
+            return state, None
+        state = state.evolve(anc=rows)
+        if t is not None and state.cyclic:
+            state = state.evolve(cyclic=cyclic.CyclicCache.from_list(state.cyclic)
+                                 .invalidate_from(t).to_list())
+        return state, None if t is None else Change("anc", t, cause_of(ev))
+    rows, t = merge_obs(state.temps, new)
+    if rows is state.temps:
+        return state, None
+    return state.evolve(temps=rows), None if t is None else Change("temp", t, cause_of(ev))
+
+
+# ---------------------------------------------------------------------------- bound
+
+def _compact(state: PatientState, config: DetectionConfig) -> PatientState:
+    anc, temps, adms = state.anc, state.temps, state.adms
+    newest = max([x[-1].t for x in (anc, temps, adms) if x], default=0)
+    keep_from = newest - int(config.history_days * DAY)
+    cut = _cut(anc, keep_from, config.history_max_anc)
+    horizon, carry, prior = state.horizon, state.carry, state.ivig_prior
+    if cut:
+        dropped = anc[:cut]
+        live = [o for o in dropped if o.v is not None]
+        if live:
+            limits_at = _limits_fn(state, config)
+            carry = fold(live, limits_at, Carry.from_list(carry), config, emit=False).carry.to_list()
+        horizon = max(horizon or 0, dropped[-1].t)
+        anc = anc[cut:]
+    newest_lab = max([x[-1].t for x in (anc, temps) if x], default=0)
+    tcut = _cut(temps, newest_lab - int(config.history_temperature_days * DAY),
+                config.history_max_temperatures)
+    temps = temps[tcut:]
+    acut = _cut(adms, keep_from, config.history_max_administrations)
+    if acut:
+        gone = ivig.courses(list(adms[:acut]), config)
+        prior = (tuple(prior) + tuple((c.start, c.mgkg) for c in gone))[-2:]
+        horizon = max(horizon or 0, adms[acut - 1].t)
+        adms = adms[acut:]
+    if not (cut or tcut or acut):
+        return state
+    emitted = {k: v for k, v in state.emitted.items() if horizon is None or v[1] > horizon}
+    return state.evolve(anc=anc, temps=temps, adms=adms, carry=carry, horizon=horizon,
+                        ivig_prior=prior, emitted=emitted)
+
+
+def _cut(rows: tuple, keep_from: int, max_rows: int) -> int:
+    n = 0
+    while n < len(rows) and (rows[n][0] < keep_from or len(rows) - n > max_rows):
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------- evaluate
+
+def _limits_fn(state: PatientState, config: DetectionConfig) -> Callable[[int], Limits]:
+    if not state.birth_date:
+        lim = _const_limits(config, state.patient_key)
+        return lambda t: lim
+    return lambda t: _aged_limits(config, state.patient_key, state.birth_date, t // DAY)
+
+
+def _const_limits(config: DetectionConfig, key: str) -> Limits:
+    cache = config.cache
+    lim = cache.get(key)
+    if lim is None:
+        if len(cache) > 65536:
+            cache.clear()
+        lim = cache[key] = limits_for(config, key, None, 0)
+    return lim
+
+
+def _aged_limits(config: DetectionConfig, key: str, bd: str, day: int) -> Limits:
+    cache = config.cache
+    lim = cache.get((key, bd, day))
+    if lim is None:
+        if len(cache) > 65536:
+            cache.clear()
+        lim = cache[(key, bd, day)] = limits_for(config, key, bd, day * DAY)
+    return lim
+
+
+def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding], PatientState]:
+    """Every finding that holds for the history in ``state`` (and the refreshed cyclic cache)."""
+    live = [o for o in state.anc if o.v is not None]
+    times = [o.t for o in live]
+    adms = [a for a in state.adms if a.st != "x"]
+    limits_at = _limits_fn(state, config)
+    res = fold(live, limits_at, Carry.from_list(state.carry), config)
+    findings = res.findings
+    for f in findings:
+        if f.kind == "recovery":
+            assoc = drugs.association(res.episodes[f.ctx["episode"]], adms, config)
+            if assoc:
+                f.ctx["association"] = assoc
+    findings += drugs.suspected(res.episodes, adms, config)
+    cs = ivig.courses(adms, config)
+    pattern = None
+    if cs:
+        ivig.measure(cs, live, times, limits_at, config)
+        pattern = ivig.pattern(cs, config)
+        if pattern:
+            findings.append(pattern)
+        findings += ivig.baseline_missing(cs, times, config, list(state.ivig_prior))
+    if len(live) >= config.cyclic_min_points or state.cyclic:
+        cache = cyclic.search(live, times, cyclic.CyclicCache.from_list(state.cyclic), limits_at, config)
+        state = state.evolve(cyclic=cache.to_list())
+        hit = cache.hit
+        if hit is not None and pattern is None and not _locked(hit.period_days, cs, config):
+            findings.append(Finding("cyclic_neutropenia_suspected", "cyclic", hit.t, hit.value,
+                                    "warning", {"hit": hit}))
+    if state.temps:
+        temps = [o for o in state.temps if o.v is not None]
+        findings += febrile.febrile(temps, live, times, config)
+    return findings, state
+
+
+def _locked(period: float, cs: list, config: DetectionConfig) -> bool:
+    gap = ivig.locked_period_days(cs)
+    return gap is not None and abs(gap - period) <= config.cyclic_lock_tolerance * period
+
+
+def active_alerts(state: PatientState, config: DetectionConfig | None = None) -> list[Alert]:
+    """The alerts that hold now, rendered (for inspection and tests; step emits differences)."""
+    config = config or DEFAULT_CONFIG
+    findings, state = evaluate(state, config)
+    live = [o for o in state.anc if o.v is not None]
+    return [render(f, state.patient_key, state.patient_id, state.assigning_authority, live,
+                   list(state.adms)) for f in findings]
+
+
+# ---------------------------------------------------------------------------- diff
+
+def _diff(state: PatientState, findings: list[Finding], change: Change, event: Event,
+          config: DetectionConfig) -> tuple[PatientState, list[Alert]]:
+    key, horizon = state.patient_key, state.horizon
+    current = {}
+    for f in findings:
+        if horizon is None or f.t > horizon:
+            current.setdefault(alert_id(key, f.kind, f.anchor), f)
+    emitted = dict(state.emitted)
+    out: list[Alert] = []
+    live: list[Obs] | None = None
+    for aid in sorted(set(emitted) - set(current), key=lambda i: (emitted[i][1], i)):
+        kind, t = emitted.pop(aid)
+        cause = change.cause if change.cause != "new_result" else (
+            "late_result" if change.t <= t else "re-evaluation")
+        out.append(retraction(aid, kind, t, cause, event.event_id, key, state.patient_id,
+                              state.assigning_authority))
+    for aid, f in sorted(current.items(), key=lambda kv: (kv[1].t, kv[1].kind, kv[0])):
+        if aid in emitted:
+            continue
+        if live is None:
+            live = [o for o in state.anc if o.v is not None]
+        out.append(render(f, key, state.patient_id, state.assigning_authority, live, list(state.adms)))
+        emitted[aid] = (f.kind, f.t)
+    if not out:
+        return state, out
+    return state.evolve(emitted=emitted), out

@@ -1,0 +1,156 @@
+"""Per-patient state: the normalised, bounded history plus what has been emitted.
+
+Bound (DetectionConfig.history_*): ANC results within ``history_days`` (400) of the newest and at
+most ``history_max_anc`` (96); temperatures within ``history_temperature_days`` (3) of the newest
+ANC or temperature and at most ``history_max_temperatures`` (48); administrations within
+``history_days`` and at most ``history_max_administrations`` (40). Results dropped from the front
+are summarised in ``carry`` (the episode/grade fold state: open episodes with their start and
+nadir, current grade, whether a normal count was seen) and ``ivig_prior`` (start and mg/kg of the
+last two dropped IVIG courses); ``horizon`` is the newest dropped collection time, and results
+collected at or before it that arrive later are ignored (counted in ``late_ignored``). Emitted
+alerts are remembered (id -> kind, observed time) while their deciding result is inside the
+history. Deleted/cancelled results stay as tombstones (value None) so a late earlier version
+cannot resurrect them.
+
+``to_dict`` is compact JSON (times as deltas in seconds, columns, common id prefixes factored out).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from neutrowatch.detection.findings import Adm, Obs
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class PatientState:
+    patient_key: str = ""
+    patient_id: str = ""
+    assigning_authority: str | None = None
+    birth_date: str | None = None
+    anc: tuple[Obs, ...] = ()
+    temps: tuple[Obs, ...] = ()
+    adms: tuple[Adm, ...] = ()
+    carry: list | None = None  # episodes.Carry.to_list() of the dropped prefix
+    ivig_prior: tuple[tuple[int, float | None], ...] = ()
+    horizon: int | None = None
+    emitted: dict[str, tuple[str, int]] = field(default_factory=dict)
+    cyclic: list | None = None  # cyclic.CyclicCache.to_list()
+    late_ignored: int = 0
+
+    @classmethod
+    def empty(cls) -> "PatientState":
+        return cls()
+
+    def evolve(self, **changes: Any) -> "PatientState":
+        return replace(self, **changes)
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"v": VERSION, "pk": self.patient_key, "pid": self.patient_id}
+        if self.assigning_authority is not None:
+            d["aa"] = self.assigning_authority
+        if self.birth_date:
+            d["bd"] = self.birth_date
+        if self.anc:
+            d["a"] = _obs_cols(self.anc)
+        if self.temps:
+            d["t"] = _obs_cols(self.temps)
+        if self.adms:
+            d["m"] = _adm_cols(self.adms)
+        if self.carry:
+            d["c"] = self.carry
+        if self.ivig_prior:
+            d["ip"] = [list(x) for x in self.ivig_prior]
+        if self.horizon is not None:
+            d["h"] = self.horizon
+        if self.emitted:
+            ids = sorted(self.emitted)
+            d["e"] = [[i, *self.emitted[i]] for i in ids]
+        if self.cyclic:
+            d["cy"] = self.cyclic
+        if self.late_ignored:
+            d["li"] = self.late_ignored
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PatientState":
+        if d.get("v") != VERSION:
+            raise ValueError(f"unsupported patient state version {d.get('v')!r}")
+        return cls(
+            patient_key=d.get("pk", ""), patient_id=d.get("pid", ""),
+            assigning_authority=d.get("aa"), birth_date=d.get("bd"),
+            anc=_obs_rows(d.get("a")), temps=_obs_rows(d.get("t")), adms=_adm_rows(d.get("m")),
+            carry=d.get("c"), ivig_prior=tuple((int(a), b) for a, b in d.get("ip", ())),
+            horizon=d.get("h"), emitted={e[0]: (e[1], e[2]) for e in d.get("e", ())},
+            cyclic=d.get("cy"), late_ignored=d.get("li", 0),
+        )
+
+
+def _deltas(ts: list[int]) -> list[int]:
+    return [t - p for t, p in zip(ts, [0] + ts[:-1])]
+
+
+def _undelta(ds: list[int]) -> list[int]:
+    out, acc = [], 0
+    for d in ds:
+        acc += d
+        out.append(acc)
+    return out
+
+
+def _ids(ids: list[str]) -> tuple[str, list[str]]:
+    prefix = os.path.commonprefix(ids) if len(ids) > 1 else ""
+    return prefix, [i[len(prefix):] for i in ids]
+
+
+def _num(v: float | None) -> float | int | None:
+    return int(v) if v is not None and float(v).is_integer() else v
+
+
+def _obs_cols(rows: tuple[Obs, ...]) -> dict[str, Any]:
+    prefix, ids = _ids([r.oid for r in rows])
+    d: dict[str, Any] = {"t": _deltas([r.t for r in rows]), "v": [_num(r.v) for r in rows],
+                         "o": ids, "s": "".join(r.st for r in rows)}
+    if prefix:
+        d["p"] = prefix
+    reps = {i: r.rep for i, r in enumerate(rows) if r.rep}
+    if reps:
+        d["r"] = [[i, rep] for i, rep in reps.items()]
+    return d
+
+
+def _obs_rows(d: dict[str, Any] | None) -> tuple[Obs, ...]:
+    if not d:
+        return ()
+    p = d.get("p", "")
+    reps = {i: rep for i, rep in d.get("r", ())}
+    return tuple(Obs(t, v, p + o, s, reps.get(i, 0))
+                 for i, (t, v, o, s) in enumerate(zip(_undelta(d["t"]), d["v"], d["o"], d["s"])))
+
+
+def _adm_cols(rows: tuple[Adm, ...]) -> dict[str, Any]:
+    prefix, ids = _ids([r.aid for r in rows])
+    d: dict[str, Any] = {"t": _deltas([r.t for r in rows]),
+                         "e": [None if r.end is None else r.end - r.t for r in rows],
+                         "c": [r.cls for r in rows], "d": [_num(r.mgkg) for r in rows],
+                         "o": ids, "s": "".join(r.st for r in rows)}
+    if prefix:
+        d["p"] = prefix
+    reps = [[i, r.rep] for i, r in enumerate(rows) if r.rep]
+    if reps:
+        d["r"] = reps
+    return d
+
+
+def _adm_rows(d: dict[str, Any] | None) -> tuple[Adm, ...]:
+    if not d:
+        return ()
+    p = d.get("p", "")
+    reps = {i: rep for i, rep in d.get("r", ())}
+    return tuple(Adm(t, None if e is None else t + e, c, m, p + o, s, reps.get(i, 0))
+                 for i, (t, e, c, m, o, s) in enumerate(zip(_undelta(d["t"]), d["e"], d["c"], d["d"],
+                                                            d["o"], d["s"])))
