@@ -50,6 +50,11 @@ def _up(args: argparse.Namespace) -> int:
     return up.run(settings_from(args))
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from neutrowatch import demo
+    return demo.run(settings_from(args), keep_running=not args.exit_after_replay)
+
+
 def _topics_create(args: argparse.Namespace) -> int:
     from neutrowatch.platform.kafka import ensure_topics
     settings = settings_from(args)
@@ -80,7 +85,10 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _add_analyze(sub) -> None:
     parser = sub.add_parser("analyze", help="run the detection engine offline over files; alerts as NDJSON")
-    from neutrowatch import analyze
+    try:  # TEMP until analyze lands
+        from neutrowatch import analyze
+    except ImportError:
+        return
     analyze.add_arguments(parser)
     parser.set_defaults(func=_analyze)
 
@@ -91,10 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
         ("up", "start the whole pipeline in the foreground (embedded broker/Redis unless given)", _up),
     ]
+    commands.append(("demo", "start the embedded stack, replay the bundled sample messages, keep running", _demo))
     for name, help_text, func in commands:
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_settings_options(p)
         p.set_defaults(func=func)
+        if name == "demo":
+            p.add_argument("--exit-after-replay", action="store_true", help="stop once the replay is shown")
     topics = sub.add_parser("topics", help="manage NeutroWatch's Kafka topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
     create = topics_sub.add_parser("create", help="create every topic with its partition count")
@@ -109,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(args, "log_level", None) or "INFO",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("kafka", "aiokafka"):  # client chatter; their warnings and errors still show
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return args.func(args)
 
 

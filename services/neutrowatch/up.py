@@ -36,26 +36,40 @@ def servers(settings: Settings, out: TextIO) -> Iterator[Settings]:
             server.stop()
 
 
-async def serve(settings: Settings, out: TextIO, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
+class Pipeline:
+    """Every service of the pipeline in this process, sharing one HTTP server."""
+
+    def __init__(self, settings: Settings):
+        readiness = Readiness()
+        app = build_app(readiness, settings.max_message_bytes)
+        self.ingest = IngestService(settings, app, readiness)
+        self.http = HttpServer(app, settings.bind_host, settings.http_port)
+        self.host = settings.bind_host
+
+    async def start(self, out: TextIO) -> None:
+        await self.http.start()
+        await self.ingest.start()
+        print(f"MLLP (HL7 v2) listening on {self.host}:{self.ingest.mllp.port}", file=out)
+        print(f"HTTP listening on http://{self.host}:{self.http.port} "
+              "(/fhir, /healthz, /readyz, /metrics)", file=out, flush=True)
+
+    async def stop(self) -> None:
+        await self.ingest.stop()
+        await self.http.stop()
+
+
+async def serve(settings: Settings, out: TextIO) -> None:
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    readiness = Readiness()
-    app = build_app(readiness, settings.max_message_bytes)
-    ingest = IngestService(settings, app, readiness)
-    http = HttpServer(app, settings.bind_host, settings.http_port)
-    await http.start()
+    pipeline = Pipeline(settings)
     try:
-        await ingest.start()
-        print(f"MLLP (HL7 v2) listening on {settings.bind_host}:{ingest.mllp.port}", file=out)
-        print(f"HTTP listening on http://{settings.bind_host}:{http.port} "
-              "(/fhir, /healthz, /readyz, /metrics)", file=out, flush=True)
+        await pipeline.start(out)
         await stop.wait()
         print("stopping", file=out, flush=True)
     finally:
-        await ingest.stop()
-        await http.stop()
+        await pipeline.stop()
 
 
 def run(settings: Settings, out: TextIO = sys.stdout) -> int:

@@ -76,8 +76,9 @@ class Publisher:
             max_block_ms=timeout_ms,
             request_timeout_ms=max(timeout_ms - 500, 1000),
             delivery_timeout_ms=timeout_ms + 1000,
-            key_serializer=lambda k: k.encode("utf-8"),
+            key_serializer=str.encode,
         )
+        self._producer.partitions_for(topics.LAB_RESULTS)  # fetch metadata and connect now
 
     def close(self, timeout: float = 5.0) -> None:
         if self._producer is not None:
@@ -85,7 +86,11 @@ class Publisher:
             self._producer = None
 
     def connected(self) -> bool:
-        return self._producer is not None and self._producer.bootstrap_connected()
+        """A broker connection is up (or being re-established: then False until it is)."""
+        if self._producer is None:
+            return False
+        client = self._producer._sender._client  # kafka-python exposes no public connection state
+        return any(client.ready(broker.node_id) for broker in client.cluster.brokers())
 
     async def publish(self, records: list[OutRecord]) -> None:
         """All or nothing: every value is validated against its schema (SchemaError) before any
