@@ -243,7 +243,8 @@ def _value(obs: dict, path: str, code: Coding, role: str):
             raise InputRejected("non_numeric_value",
                                 f"{field} for {describe(code, role)} is not a finite number", field)
         comparator = as_str(quantity.get("comparator")) or ""
-        units = [u for u in (as_str(quantity.get("code")), as_str(quantity.get("unit"))) if u]
+        unit = as_str(quantity.get("code")) or as_str(quantity.get("unit"))  # UCUM code first
+        units = [unit] if unit else []
         return number, f"{comparator}{raw}", units, f"{path}.valueQuantity.unit"
     if "valueString" in obs or "valueInteger" in obs:
         name = "valueString" if "valueString" in obs else "valueInteger"
