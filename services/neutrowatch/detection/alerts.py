@@ -112,7 +112,10 @@ def _grade(f: Finding, anc, adms):
     c, lim = f.ctx, f.ctx["limits"]
     conf = "confirmed by 2 results" if c.get("confirmed") else "single result, not yet confirmed"
     frm = c["from"] or "no earlier count"
-    s = f"ANC {_cnt(f.value)}: grade {frm} -> {c['to']} ({conf})."
+    prev = _at(anc, c["index"] - 1) if c.get("improving") else None
+    counts = f"{_num(prev.v)}, {_cnt(f.value)}" if prev else _cnt(f.value)
+    verb = "improved" if c.get("improving") else "now"
+    s = f"ANC {counts}: grade {verb} {frm} -> {c['to']} ({conf})."
     return s, {"from": c["from"], "to": c["to"], "confirmed": bool(c.get("confirmed")),
                "thresholds": lim.as_evidence(),
                "observations": [x for x in (obs(_at(anc, c["index"] - 1) if c.get("improving") else None),
@@ -156,6 +159,9 @@ def _recovery(f: Finding, anc, adms):
          f"nadir {_cnt(c['nadir'][2])}.")
     ev = {"thresholds": c["limits"].as_evidence(), "episode_start": obs(c["start"]),
           "nadir": obs(c["nadir"]), "observations": [obs(anc[i - 1]), obs(anc[i])]}
+    if c.get("ivig_pattern"):
+        ev["post_ivig_pattern_established"] = True
+        s = s[:-1] + "; a post-IVIG pattern is established, so a rise (e.g. infection) is not its end."
     if c.get("association"):
         a = c["association"]
         ev["drug_association"] = a
@@ -241,8 +247,9 @@ def _baseline(f: Finding, anc, adms):
 def _drug(f: Finding, anc, adms):
     c = f.ctx
     ep = c["episode"]
-    s = (f"Neutropenia (ANC {_cnt(f.value)}) began {c['days_after_last_dose']:g} days after the last "
-         f"{c['drug_class']} dose: drug-associated neutropenia suspected.")
+    when = (f"during {c['drug_class']} treatment" if c["days_after_last_dose"] <= 0 else
+            f"{c['days_after_last_dose']:g} days after the last {c['drug_class']} dose")
+    s = f"Neutropenia (ANC {_cnt(f.value)}) began {when}: drug-associated neutropenia suspected."
     return s, {"drug_class": c["drug_class"], "days_after_last_dose": c["days_after_last_dose"],
                "window_days": c["window_days"], "doses_before_onset": c["doses"],
                "administrations": [adm(c["first"]), adm(c["last"])] if c["first"] != c["last"]

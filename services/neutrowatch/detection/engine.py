@@ -183,6 +183,9 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
         pattern = ivig.pattern(cs, config)
         if pattern:
             findings.append(pattern)
+            for f in findings:
+                if f.kind == "recovery" and f.t > pattern.t:
+                    f.ctx["ivig_pattern"] = True
         findings += ivig.baseline_missing(cs, times, config, list(state.ivig_prior))
     if len(live) >= config.cyclic_min_points or state.cyclic:
         cache = cyclic.search(live, times, cyclic.CyclicCache.from_list(state.cyclic), limits_at, config)

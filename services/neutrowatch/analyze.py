@@ -1,0 +1,213 @@
+"""`neutrowatch analyze FILE...`: run the detection engine offline over files.
+
+Reads HL7 v2 (one or many messages, \\r or \\n segment ends, MLLP framing or not), FHIR JSON /
+NDJSON / Bundles, and canonical NDJSON (neutrowatch.lab-result.v1 /
+neutrowatch.medication-administration.v1 records). Events are stepped in file order, per patient,
+through exactly the engine the streaming monitor uses. Alerts go to stdout as NDJSON; a summary
+(files, events, alerts by kind, rejected inputs with reasons) and a progress bar go to stderr.
+Exit status: 0, or 1 when a file cannot be read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from neutrowatch.detection import Alert, DetectionConfig, PatientState, step
+from neutrowatch.domain.events import Event, event_from_record
+
+PROGRESS_MIN_EVENTS = 2000
+CANONICAL = ("neutrowatch.lab-result.v1", "neutrowatch.medication-administration.v1")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", type=Path,
+                        help="HL7 v2, FHIR JSON/NDJSON/Bundle or canonical NDJSON files")
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="detection settings (YAML or JSON): profile, profiles, watch_list, "
+                             "patients (per-patient baseline_anc / normal_threshold / profile), windows")
+    parser.add_argument("--local-codes", type=Path, default=None, metavar="FILE",
+                        help="local code mapping (YAML/JSON) for HL7/FHIR results with local codes")
+
+
+@dataclass
+class Rejected:
+    file: str
+    where: str
+    code: str
+    reason: str
+    field: str | None = None
+
+
+@dataclass
+class Report:
+    files: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    events: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    alerts: Counter = field(default_factory=Counter)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        codes = load_codes(getattr(args, "local_codes", None))
+    except (OSError, ValueError) as exc:
+        print(f"neutrowatch analyze: {exc}", file=sys.stderr)
+        return 1
+    report = Report()
+    events: list[Event] = []
+    for path in args.files:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            report.unreadable.append(f"{path}: {exc.strerror or exc}")
+            continue
+        report.files += 1
+        events.extend(read_events(data, str(path), codes, report))
+    report.events = len(events)
+    out = sys.stdout
+    for alert in analyze_events(events, config):
+        report.alerts[alert.kind] += 1
+        out.write(json.dumps(alert.to_record(), separators=(",", ":"), sort_keys=True) + "\n")
+    out.flush()
+    print_summary(report, sys.stderr)
+    return 1 if report.unreadable else 0
+
+
+def analyze_events(events: list[Event], config: DetectionConfig) -> Iterator[Alert]:
+    states: dict[str, PatientState] = {}
+    for ev in _progress(events):
+        key = ev.patient_key
+        states[key], alerts = step(states.get(key) or PatientState.empty(), ev, config)
+        yield from alerts
+
+
+def _progress(events: list[Event]):
+    if len(events) < PROGRESS_MIN_EVENTS:
+        return events
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return events
+    return tqdm(events, desc="analyze", unit="event", file=sys.stderr, leave=False)
+
+
+# ---------------------------------------------------------------------------- inputs
+
+def load_config(path: Path | None) -> DetectionConfig:
+    if path is None:
+        return DetectionConfig()
+    return DetectionConfig.from_mapping(_load_mapping(path))
+
+
+def load_codes(path: Path | None) -> Any:
+    from neutrowatch.domain.codes import CodeMap
+    return CodeMap.from_mapping(_load_mapping(path) if path is not None else {})
+
+
+def _load_mapping(path: Path) -> dict:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+        data = yaml.safe_load(text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def read_events(data: bytes, name: str, codes: Any, report: Report) -> list[Event]:
+    text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
+    head = text.lstrip("\x0b \t\r\n")
+    if head.startswith("MSH"):
+        return _hl7(data, name, codes, report)
+    stripped = text.strip()
+    if not stripped:
+        return []
+    try:
+        whole = json.loads(stripped)
+    except json.JSONDecodeError:
+        whole = None
+    if whole is not None:
+        items = whole if isinstance(whole, list) else [whole]
+        return [ev for i, item in enumerate(items)
+                for ev in _json_item(item, name, f"item {i + 1}", codes, report)]
+    out: list[Event] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.rejected.append(Rejected(name, f"line {n}", "not_json", f"not JSON: {exc.msg}"))
+            continue
+        out.extend(_json_item(item, name, f"line {n}", codes, report))
+    return out
+
+
+def _json_item(item: Any, name: str, where: str, codes: Any, report: Report) -> list[Event]:
+    if isinstance(item, dict) and item.get("schema") in CANONICAL:
+        try:
+            ev = event_from_record(item)
+            _check_canonical(ev)
+            return [ev]
+        except (KeyError, TypeError, ValueError) as exc:
+            report.rejected.append(Rejected(name, where, "invalid_record",
+                                            f"not a valid {item['schema']} record: {exc!s}"[:300]))
+            return []
+    if isinstance(item, dict) and "resourceType" in item:
+        from neutrowatch.parsing.errors import InputRejected
+        from neutrowatch.parsing.fhir import parse_fhir
+        try:
+            return list(parse_fhir(item, codes))
+        except InputRejected as exc:
+            r = exc.rejection
+            report.rejected.append(Rejected(name, where, r.code, r.reason, r.field))
+            return []
+    report.rejected.append(Rejected(name, where, "unknown_record",
+                                    "neither a canonical neutrowatch record nor a FHIR resource"))
+    return []
+
+
+def _check_canonical(ev: Event) -> None:
+    when = getattr(ev, "collected_at", None) or getattr(ev, "started_at", None)
+    if when is None or when.tzinfo is None:
+        raise ValueError("the collection/start time has no time zone")
+    if getattr(ev, "analyte", None) == "anc" and ev.value is not None and not 0 <= ev.value <= 200000:  # type: ignore[union-attr]
+        raise ValueError(f"ANC {ev.value} cells/uL is implausible (0..200000)")  # type: ignore[union-attr]
+
+
+def _hl7(data: bytes, name: str, codes: Any, report: Report) -> list[Event]:
+    from neutrowatch.parsing.errors import InputRejected
+    from neutrowatch.parsing.hl7v2 import parse_hl7, split_messages
+    out: list[Event] = []
+    for n, message in enumerate(split_messages(data), 1):
+        try:
+            out.extend(parse_hl7(message, codes).events)
+        except InputRejected as exc:
+            r = exc.rejection
+            report.rejected.append(Rejected(name, f"message {n}", r.code, r.reason, r.field))
+    return out
+
+
+def print_summary(report: Report, stream) -> None:
+    total = sum(report.alerts.values())
+    lines = [f"analyze: {report.files} file(s), {report.events} event(s), {total} alert(s), "
+             f"{len(report.rejected)} rejected input(s)"]
+    for kind, n in sorted(report.alerts.items()):
+        lines.append(f"  {kind}: {n}")
+    for r in report.rejected:
+        at = f" [{r.field}]" if r.field else ""
+        lines.append(f"  rejected {r.file} {r.where}: {r.code}: {r.reason}{at}")
+    for u in report.unreadable:
+        lines.append(f"  unreadable: {u}")
+    stream.write("\n".join(lines) + "\n")
+    stream.flush()
