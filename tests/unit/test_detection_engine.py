@@ -1,0 +1,99 @@
+"""Focused behaviour of the engine: fatigue, thresholds, config, state."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from neutrowatch.detection import DetectionConfig, PatientState, run, step
+from neutrowatch.domain.events import LabResult, Source
+
+T0 = datetime(2024, 1, 1, 8, tzinfo=timezone.utc)
+
+
+def lab(i, day, value, status="F", pid="p1", birth_date=None):
+    return LabResult(f"obs-{i:04d}", f"ev-{i}-{status}", pid, None, "anc", value, "cells/uL", status,
+                     T0 + timedelta(days=day), Source("canonical"), birth_date=birth_date)
+
+
+def kinds(alerts):
+    return [a.kind for a in alerts]
+
+
+def test_ongoing_severe_episode_does_not_realert():
+    alerts = run([lab(i, i, v) for i, v in enumerate([2000, 400, 380, 420, 350, 300])])
+    assert kinds(alerts).count("severe_neutropenia") == 1
+
+
+def test_worsening_inside_an_episode_alerts():
+    alerts = run([lab(i, i, v) for i, v in enumerate([2000, 400, 380, 80])])
+    assert "agranulocytosis" in kinds(alerts)
+
+
+def test_preliminary_then_final_same_value_alerts_once():
+    evs = [lab(0, 0, 2000), lab(1, 1, 420, "P"), lab(1, 1, 420, "F")]
+    assert kinds(run(evs)) == ["severe_neutropenia"]
+
+
+def test_single_normal_value_does_not_end_an_episode():
+    alerts = run([lab(i, i * 2, v) for i, v in enumerate([2000, 400, 1600, 450, 1700, 1800])])
+    assert kinds(alerts).count("severe_neutropenia") == 1
+    assert kinds(alerts).count("recovery") == 1
+
+
+def test_european_profile_grades_1700_as_mild():
+    eu = DetectionConfig.from_mapping({"profile": "eu"})
+    assert [a.evidence["to"] for a in run([lab(0, 0, 1700)], eu)] == ["mild"]
+    assert run([lab(0, 0, 1700)]) == []
+
+
+def test_threshold_override_per_patient():
+    cfg = DetectionConfig.from_mapping({"patients": {"p1": {"normal_threshold": 900}}})
+    assert run([lab(i, i * 7, v) for i, v in enumerate([1000, 950, 1100])], cfg) == []
+
+
+def test_infant_profile_uses_birth_date():
+    infant = [lab(0, 0, 1200, birth_date="2023-09-01")]
+    adult = [lab(0, 0, 1200, birth_date="1980-01-01")]
+    assert run(infant) == [] and kinds(run(adult)) == ["grade_change"]
+
+
+def test_unknown_settings_are_rejected():
+    with pytest.raises(ValueError):
+        DetectionConfig.from_mapping({"chronic_dayz": 30})
+    with pytest.raises(ValueError):
+        DetectionConfig.from_mapping({"profile": "mars"})
+
+
+def test_config_accepts_nested_detection_key_and_windows():
+    cfg = DetectionConfig.from_mapping({"detection": {"chronic_days": 30, "ivig_early_hours": [18, 54],
+                                                      "watch_list": ["clozapine"]}})
+    assert cfg.chronic_days == 30 and cfg.ivig_early_hours == (18, 54)
+    assert [w.drug_class for w in cfg.watch_list] == ["clozapine"]
+
+
+def test_run_groups_by_patient():
+    evs = [lab(0, 0, 2000, pid="a"), lab(1, 0, 2000, pid="b"), lab(2, 1, 400, pid="a"), lab(3, 1, 1900, pid="b")]
+    alerts = run(evs)
+    assert [(a.patient_key, a.kind) for a in alerts] == [("a", "severe_neutropenia")]
+
+
+def test_alert_ids_are_stable_across_replays():
+    evs = [lab(i, i, v) for i, v in enumerate([2000, 400, 300, 1600, 1700])]
+    assert [a.alert_id for a in run(evs)] == [a.alert_id for a in run(evs)]
+
+
+def test_state_is_compact_after_a_year_of_weekly_counts():
+    state = PatientState.empty()
+    for i in range(52):
+        state, _ = step(state, lab(i, 7 * i, 1800 - (i % 5) * 250), DetectionConfig())
+    size = len(json.dumps(state.to_dict(), separators=(",", ":")))
+    assert size <= 4096, size
+
+
+def test_naive_datetimes_are_refused():
+    ev = LabResult("obs-0001", "ev-1", "p1", None, "anc", 400, "cells/uL", "F",
+                   datetime(2024, 1, 1), Source("canonical"))
+    with pytest.raises(ValueError):
+        step(PatientState.empty(), ev, DetectionConfig())
