@@ -85,10 +85,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _add_analyze(sub) -> None:
     parser = sub.add_parser("analyze", help="run the detection engine offline over files; alerts as NDJSON")
-    try:  # TEMP until analyze lands
-        from neutrowatch import analyze
-    except ImportError:
-        return
+    from neutrowatch import analyze
     analyze.add_arguments(parser)
     parser.set_defaults(func=_analyze)
 
