@@ -4,6 +4,8 @@ Pure functions over strings; python-hl7 does the segment/field parsing.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import re
 from dataclasses import dataclass
 
@@ -139,14 +141,21 @@ class Seg:
         return f"{self.name}-{field}"
 
 
-def segments(message: hl7.Message) -> list[Seg]:
+def segments(text: str, keep: Callable[[str, list[str]], bool] = lambda name, fields: True) -> list[Seg]:
+    """The segments ``keep(name, raw_fields)`` wants, parsed by python-hl7, numbered as in the
+    whole message (so OBX[7] still names the seventh OBX). Parsing only what is read matters:
+    python-hl7 builds a full tree per segment, most of a CBC is analytes nobody reads here."""
+    lines = text.split("\r")
+    field_sep = lines[0][3:4] or "|"
     counts: dict[str, int] = {}
-    result = []
-    for segment in message:
-        name = str(segment[0]) if len(segment) else ""
+    kept, numbers = [], []
+    for index, line in enumerate(lines):
+        name = line[:3]
         counts[name] = counts.get(name, 0) + 1
-        result.append(Seg(segment, counts[name]))
-    return result
+        if index == 0 or keep(name, line.split(field_sep)):
+            kept.append(line)
+            numbers.append(counts[name])
+    return [Seg(segment, number) for segment, number in zip(parse_message("\r".join(kept)), numbers)]
 
 
 __all__ = ["Hl7Header", "Seg", "decode", "normalise", "parse_message", "read_header", "segments",

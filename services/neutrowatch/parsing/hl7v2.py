@@ -16,7 +16,7 @@ from neutrowatch.domain.medications import classify, normalise_dose
 from neutrowatch.domain.specimens import Part, anc_from_parts, check_plausible
 from neutrowatch.parsing.errors import InputRejected
 from neutrowatch.parsing.hl7_ack import build_ack
-from neutrowatch.parsing.hl7_text import (Hl7Header, Seg, decode, normalise, parse_message, read_header,
+from neutrowatch.parsing.hl7_text import (Hl7Header, Seg, decode, normalise, read_header,
                                           segments, split_messages)
 from neutrowatch.parsing.timestamps import hl7_date, parse_hl7_timestamp
 from neutrowatch.parsing.values import canonical, parse_number
@@ -103,14 +103,29 @@ def parse_hl7(text: str | bytes, codes: CodeMap = DEFAULT_CODES) -> Hl7Result:
     text = normalise(decode(text) if isinstance(text, bytes) else text)
     header = read_header(text)
     kind = _message_type(header)
-    segs = segments(parse_message(text))
     source = Source(type="hl7v2", sending_application=header.sending_application,
                     sending_facility=header.sending_facility, message_id=header.message_id)
     if kind == "RAS^O17":
+        segs = segments(text, lambda name, _fields: name in _RAS_SEGMENTS)
         events, patient_id = _parse_ras(segs, header, source)
     else:
+        comp_sep, rep_sep = text[4:5], text[5:6]
+        segs = segments(text, lambda name, fields: name in _ORU_SEGMENTS or (
+            name == "OBX" and _maps_to_a_role(fields, comp_sep, rep_sep, codes)))
         events, patient_id = _parse_oru(segs, header, source, codes)
     return Hl7Result(header=header, events=tuple(events), patient_id=patient_id)
+
+
+_ORU_SEGMENTS = frozenset({"PID", "PV1", "OBR", "SPM"})
+_RAS_SEGMENTS = frozenset({"PID", "PV1", "ORC", "RXA"})
+
+
+def _maps_to_a_role(fields: list[str], comp_sep: str, rep_sep: str, codes: CodeMap) -> bool:
+    """Cheap look at OBX-3 (first repetition, code and alternate code) before any parsing."""
+    if len(fields) < 4:
+        return False
+    comps = fields[3].split(rep_sep)[0].split(comp_sep) + [""] * 6
+    return codes.first_role([(comps[2], comps[0]), (comps[5], comps[3])]) is not None
 
 
 # ---------------------------------------------------------------- ORU^R01
