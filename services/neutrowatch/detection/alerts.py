@@ -111,11 +111,13 @@ def _at(anc: list[Obs], i: int | None) -> Obs | None:
 def _grade(f: Finding, anc, adms):
     c, lim = f.ctx, f.ctx["limits"]
     conf = "confirmed by 2 results" if c.get("confirmed") else "single result, not yet confirmed"
-    frm = c["from"] or "no earlier count"
     prev = _at(anc, c["index"] - 1) if c.get("improving") else None
     counts = f"{_num(prev.v)}, {_cnt(f.value)}" if prev else _cnt(f.value)
-    verb = "improved" if c.get("improving") else "now"
-    s = f"ANC {counts}: grade {verb} {frm} -> {c['to']} ({conf})."
+    if c["from"] is None:
+        change = f"first count on record, grade {c['to']}"
+    else:
+        change = f"grade {'improved' if c.get('improving') else 'changed'} {c['from']} -> {c['to']}"
+    s = f"ANC {counts}: {change} ({conf})."
     return s, {"from": c["from"], "to": c["to"], "confirmed": bool(c.get("confirmed")),
                "thresholds": lim.as_evidence(),
                "observations": [x for x in (obs(_at(anc, c["index"] - 1) if c.get("improving") else None),
