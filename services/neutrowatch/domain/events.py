@@ -205,6 +205,12 @@ def patient_key(patient_id: str, assigning_authority: str | None) -> str:
     return f"{assigning_authority}|{patient_id}" if assigning_authority else patient_id
 
 
+def with_ingested_at(record: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """The record stamped with the time ingest hands it to Kafka (optional ``ingested_at``: the
+    start of the end-to-end latency the monitor measures; not part of the event's identity)."""
+    return {**record, "ingested_at": _iso(at)}
+
+
 def event_from_record(rec: dict[str, Any]) -> Event:
     if rec.get("schema") == "neutrowatch.medication-administration.v1":
         return MedicationAdministration.from_record(rec)
@@ -236,5 +242,5 @@ def _dt(text: str) -> datetime:
 __all__ = [
     "Analyte", "Component", "Coding", "DeadLetter", "Dose", "Event", "LabResult", "Location",
     "MedicationAdministration", "Rejection", "RETRACTING_STATUSES", "STATUS_RANK", "Source",
-    "UNIT_FOR_ANALYTE", "event_from_record", "patient_key",
+    "UNIT_FOR_ANALYTE", "event_from_record", "patient_key", "with_ingested_at",
 ]

@@ -13,7 +13,7 @@ from typing import Callable
 from aiohttp import web
 
 from neutrowatch.domain.codes import CodeMap
-from neutrowatch.domain.events import Rejection, Source
+from neutrowatch.domain.events import Rejection, Source, with_ingested_at
 from neutrowatch.ingest.dead_letters import dead_letter
 from neutrowatch.parsing.errors import InputRejected
 from neutrowatch.parsing.fhir import parse_fhir
@@ -62,7 +62,7 @@ class FhirIntake:
         try:
             resource = _json_object(body)
             events = parse_fhir(resource, self._codes, expected_type=expected)
-            records = [OutRecord.of(e.to_record(), e.patient_key) for e in events]
+            records = [OutRecord.of(with_ingested_at(e.to_record(), datetime.now(timezone.utc)), e.patient_key) for e in events]
             await self._publish(records)
         except InputRejected as exc:
             response = await self._refuse(body, exc.rejection)

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from neutrowatch.domain.codes import CodeMap
-from neutrowatch.domain.events import Rejection, Source
+from neutrowatch.domain.events import Rejection, Source, with_ingested_at
 from neutrowatch.ingest.dead_letters import dead_letter
 from neutrowatch.ingest.resend_guard import ResendGuard
 from neutrowatch.parsing.errors import InputRejected
@@ -73,7 +73,7 @@ class Hl7Intake:
         if resend_key and await self._guard.seen(resend_key):
             return "duplicate", self._ack(header, "AA", None)
         result = parse_hl7(text, self._codes)
-        records = [OutRecord.of(e.to_record(), e.patient_key) for e in result.events]
+        records = [OutRecord.of(with_ingested_at(e.to_record(), datetime.now(timezone.utc)), e.patient_key) for e in result.events]
         try:
             await self._publisher.publish(records)
         except SchemaError as exc:

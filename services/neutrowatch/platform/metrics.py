@@ -19,3 +19,42 @@ MLLP_CONNECTIONS = Gauge("neutrowatch_mllp_connections", "Open MLLP connections.
 DEDUP_ERRORS = Counter(
     "neutrowatch_ingest_dedup_unavailable_total",
     "Resend checks skipped because Redis did not answer (the message was still accepted).")
+
+# Monitor (streaming detection). Labels: topic, kind, severity, reason code, operation.
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+MONITOR_EVENTS = Counter(
+    "neutrowatch_monitor_events_consumed_total", "Input events the monitor consumed, by topic.", ["topic"])
+MONITOR_ALERTS = Counter(
+    "neutrowatch_monitor_alerts_produced_total", "Alerts produced to the alerts topic, by kind and severity.",
+    ["kind", "severity"])
+MONITOR_REJECTED = Counter(
+    "neutrowatch_monitor_events_rejected_total",
+    "Input events the monitor dead-lettered, by reason (schema_violation, not_json, engine_error).", ["reason"])
+MONITOR_E2E_SECONDS = Histogram(
+    "neutrowatch_monitor_end_to_end_latency_seconds",
+    "Time from ingest handing the deciding event to Kafka (its ingested_at) to the alert being produced.",
+    buckets=_LATENCY_BUCKETS)
+MONITOR_EVENT_SECONDS = Histogram(
+    "neutrowatch_monitor_event_processing_seconds",
+    "Processing time per event (its batch's decode, step, Redis commit and relay, divided by the batch size).",
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
+MONITOR_BATCH_SECONDS = Histogram(
+    "neutrowatch_monitor_batch_seconds", "Wall time to make one batch durable (Redis and Kafka).",
+    buckets=_LATENCY_BUCKETS)
+MONITOR_REDIS_SECONDS = Histogram(
+    "neutrowatch_monitor_redis_round_trip_seconds", "Redis round trip of the monitor, by operation.",
+    ["operation"], buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1))
+MONITOR_RETRIES = Counter(
+    "neutrowatch_monitor_retries_total", "Batches retried because a dependency failed, by dependency.",
+    ["dependency"])
+MONITOR_CONFLICTS = Counter(
+    "neutrowatch_monitor_state_conflicts_total",
+    "Per-patient commits refused because another worker changed the state first (re-run).")
+MONITOR_LAG = Gauge(
+    "neutrowatch_monitor_consumer_lag", "Events waiting on the monitor's assigned partitions, by topic "
+    "(from the broker's high watermark; wrong on brokers that misreport it, e.g. Tansu).", ["topic"])
+MONITOR_OUTBOX = Gauge(
+    "neutrowatch_monitor_outbox_pending", "Alerts committed to Redis and not yet acknowledged by Kafka.")
+MONITOR_ASSIGNED = Gauge(
+    "neutrowatch_monitor_assigned_partitions", "Input partitions assigned to this worker.")
+MONITOR_READY = Gauge("neutrowatch_monitor_ready", "1 while this worker is ready (connected and advancing).")

@@ -53,6 +53,35 @@ class Settings(BaseSettings):
     local_codes_file: Path | None = Field(
         None, description="YAML map of local lab codes to ANC roles (see config/local-codes.example.yaml).")
 
+    redis_cluster: bool = Field(
+        False, description="Connect to a Redis Cluster (monitor keys are hash-tagged per patient).")
+
+    # Monitor (streaming detection)
+    monitor_http_port: int = Field(
+        0, ge=0, description="Port of the monitor worker's own /healthz, /readyz and /metrics (0: a free port).")
+    monitor_web_port: int = Field(
+        0, ge=0, description="Port of the faust worker's web server (0: disabled).")
+    monitor_batch_size: int = Field(
+        500, ge=1, description="Most events the monitor commits to Redis in one round trip.")
+    monitor_batch_seconds: float = Field(
+        0.01, gt=0, description="Longest the monitor waits to fill a batch before processing it.")
+    monitor_rebalance_timeout_seconds: float = Field(
+        5.0, gt=0, description="Consumer-group rebalance timeout of the monitor workers.")
+    monitor_session_timeout_seconds: float = Field(
+        6.0, gt=0, description="Consumer-group session timeout of the monitor workers.")
+    monitor_heartbeat_seconds: float = Field(
+        1.0, gt=0, description="Consumer-group heartbeat interval of the monitor workers.")
+    monitor_stall_seconds: float = Field(
+        30.0, gt=0, description="Not ready when events wait on the monitor's partitions and none was "
+        "processed for this long (a stalled consumer).")
+    monitor_retry_max_seconds: float = Field(
+        5.0, gt=0, description="Longest back-off between the monitor's retries while Redis or Kafka is away.")
+    monitor_restart_max_seconds: float = Field(
+        10.0, gt=0, description="`up`: longest back-off before restarting a monitor worker that died.")
+    detection_config_file: Path | None = Field(
+        None, description="YAML/JSON detection settings (thresholds, profiles, watch list, patient overrides).")
+    api_page_size_max: int = Field(500, ge=1, description="Largest page GET /alerts returns.")
+
     # Observability
     log_level: str = Field("INFO", description="Log level.")
     log_phi: bool = Field(False, description="Allow patient identifiers in logs (off: never logged).")
