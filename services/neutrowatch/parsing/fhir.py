@@ -197,12 +197,7 @@ def _observation(obs: dict, prefix: str, codes: CodeMap,
     chosen = codings[position]
     code = Coding(code=pairs[position][1] or "", system=pairs[position][0],
                   display=as_str(chosen.get("display")))
-    raw_status = obs.get("status")
-    status = _OBS_STATUS.get(raw_status) if isinstance(raw_status, str) else None
-    if status is None:
-        raise InputRejected("unknown_result_status",
-                            f"{path}.status {str(raw_status)[:40]!r} is not a known Observation status",
-                            f"{path}.status")
+    status = _status(obs, path, _OBS_STATUS, "unknown_result_status", "Observation")
     context = _subject(obs, path, index)
     number = value = unit = original = None
     if status not in ("X", "D"):
@@ -370,14 +365,18 @@ def _fhir_dose(admin: dict, path: str):
     return normalise_dose(float(value), unit)
 
 
+def _status(resource: dict, path: str, table: dict[str, str], code: str, noun: str) -> str:
+    raw = resource.get("status")
+    status = table.get(raw) if isinstance(raw, str) else None
+    if status is None:
+        raise InputRejected(code, f"{path}.status {str(raw)[:40]!r} is not a known {noun} status",
+                            f"{path}.status")
+    return status
+
+
 def _administration(admin: dict, prefix: str, index: BundleIndex, source: Source) -> MedicationAdministration:
     path = prefix + "MedicationAdministration"
-    raw_status = admin.get("status")
-    status = _ADMIN_STATUS.get(raw_status) if isinstance(raw_status, str) else None
-    if status is None:
-        raise InputRejected("unknown_administration_status",
-                            f"{path}.status {str(raw_status)[:40]!r} is not a known administration status",
-                            f"{path}.status")
+    status = _status(admin, path, _ADMIN_STATUS, "unknown_administration_status", "administration")
     context = _subject(admin, path, index)
     medication, drug_class = _medication(admin, path, index)
     started, ended = _effective(admin, path, _ADMIN_EFFECTIVE)
