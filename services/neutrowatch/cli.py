@@ -50,6 +50,11 @@ def _up(args: argparse.Namespace) -> int:
     return up.run(settings_from(args))
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from neutrowatch.monitor import worker
+    return worker.run(settings_from(args))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from neutrowatch import demo
     return demo.run(settings_from(args), keep_running=not args.exit_after_replay)
@@ -96,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
         ("up", "start the whole pipeline in the foreground (embedded broker/Redis unless given)", _up),
     ]
+    commands.append(("monitor", "run one streaming-detection worker (faust; group neutrowatch-monitor); "
+                     "needs --kafka and --redis", _monitor))
     commands.append(("demo", "start the embedded stack, replay the bundled sample messages, keep running", _demo))
     for name, help_text, func in commands:
         p = sub.add_parser(name, help=help_text, description=help_text)
