@@ -37,24 +37,41 @@ def servers(settings: Settings, out: TextIO) -> Iterator[Settings]:
 
 
 class Pipeline:
-    """Every service of the pipeline in this process, sharing one HTTP server."""
+    """Every service of the pipeline, sharing one HTTP server; the monitor runs as a supervised
+    child process (`neutrowatch monitor`) whose readiness and metrics show here."""
 
     def __init__(self, settings: Settings):
+        from neutrowatch.analyze import load_config
+        from neutrowatch.monitor.api import MonitorApi
+        from neutrowatch.monitor.state_store import StateStore
+        from neutrowatch.monitor.supervisor import MonitorSupervisor
+        from neutrowatch.monitor.worker import connect_redis
+
         readiness = Readiness()
-        app = build_app(readiness, settings.max_message_bytes)
+        self.monitor = MonitorSupervisor(settings)
+        app = build_app(readiness, settings.max_message_bytes, extra_metrics=[self.monitor.metrics_text])
         self.ingest = IngestService(settings, app, readiness)
+        self.api_redis = connect_redis(settings)
+        api = MonitorApi(StateStore(self.api_redis), load_config(settings.detection_config_file),
+                         settings.api_page_size_max)
+        app.add_routes(api.routes())
+        readiness.add("monitor", self.monitor.ready)
         self.http = HttpServer(app, settings.bind_host, settings.http_port)
         self.host = settings.bind_host
 
     async def start(self, out: TextIO) -> None:
         await self.http.start()
         await self.ingest.start()
+        await self.monitor.start()
         print(f"MLLP (HL7 v2) listening on {self.host}:{self.ingest.mllp.port}", file=out)
+        print(f"monitor worker pid {self.monitor.proc.pid} (health on port {self.monitor.port})", file=out)
         print(f"HTTP listening on http://{self.host}:{self.http.port} "
-              "(/fhir, /healthz, /readyz, /metrics)", file=out, flush=True)
+              "(/fhir, /alerts, /patients, /openapi.json, /healthz, /readyz, /metrics)", file=out, flush=True)
 
     async def stop(self) -> None:
+        await self.monitor.stop()
         await self.ingest.stop()
+        await self.api_redis.aclose()
         await self.http.stop()
 
 

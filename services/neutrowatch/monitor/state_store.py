@@ -168,16 +168,16 @@ class StateStore:
         raw = await self.redis.hgetall(alerts_key(patient_key))
         return [json.loads(v) for v in raw.values()]
 
-    async def alerts_by_ids(self, ids: list[str]) -> list[dict[str, Any]]:
+    async def alerts_by_ids(self, ids: list[str]) -> list[dict[str, Any] | None]:
+        """Aligned with ``ids`` (None where an alert is not found)."""
         if not ids:
             return []
         pks = await self.redis.hmget(PATIENT_OF_ALERT, ids)
         async with self.redis.pipeline(transaction=False) as pipe:
             for aid, pk in zip(ids, pks):
-                if pk is not None:
-                    pipe.hget(alerts_key(_text(pk)), aid)
+                pipe.hget(alerts_key(_text(pk) if pk is not None else ""), aid)
             raws = await pipe.execute()
-        return [json.loads(r) for r in raws if r]
+        return [json.loads(r) if r else None for r in raws]
 
     async def index_page(self, index: str, since: float | None, offset: int, count: int) -> list[str]:
         ids = await self.redis.zrevrangebyscore(index, "+inf", since if since is not None else "-inf",

@@ -2,13 +2,18 @@
 their own routes (FHIR ingest, the API)."""
 from __future__ import annotations
 
+from typing import Awaitable, Callable, Sequence
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from neutrowatch.platform.health import Readiness
 
 
-def build_app(readiness: Readiness, max_body_bytes: int) -> web.Application:
+def build_app(readiness: Readiness, max_body_bytes: int,
+              extra_metrics: Sequence[Callable[[], Awaitable[bytes]]] = ()) -> web.Application:
+    """``extra_metrics``: exposition text of child processes (e.g. the monitor worker) appended
+    to this process's own metrics."""
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -18,7 +23,10 @@ def build_app(readiness: Readiness, max_body_bytes: int) -> web.Application:
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = generate_latest()
+        for source in extra_metrics:
+            body += await source()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application(client_max_size=max_body_bytes)
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)])
