@@ -1,0 +1,220 @@
+"""The streaming monitor on a real broker and a real redis-server: HL7 over MLLP in, explained
+alerts out (topic and HTTP API); a crash of the monitor mid-stream; two workers; a Redis restart."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import signal
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+from hl7.client import MLLPClient
+
+from kafka_reader import read_records
+from monitor_helpers import (fresh, lab_only_records, new_tag, produce, reference_alerts, wait_for)
+from neutrowatch.platform.embedded import EmbeddedKafka, EmbeddedRedis, free_port
+from processes import Service, http_json, start_up
+
+pytestmark = pytest.mark.integration
+ALERTS = "neutrowatch.alerts.v1"
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap, redis_url):
+    service, mllp_port, http_port = start_up(kafka_bootstrap, redis_url)
+    yield service, mllp_port, http_port
+    service.stop()
+
+
+def http_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def api(http_port: int, path: str):
+    return http_json(f"http://127.0.0.1:{http_port}{path}")
+
+
+def patient_alerts(http_port: int, patient_key: str, extra: str = "") -> list[dict]:
+    q = urllib.parse.quote(patient_key, safe="")
+    status, body = api(http_port, f"/alerts?patient={q}&limit=500{extra}")
+    assert status == 200, body
+    return body["alerts"]
+
+
+def topic_alerts(bootstrap: str, keys: set[str], expect: int | None, timeout: float) -> list[dict]:
+    return read_records(bootstrap, ALERTS, lambda r: r["patient_key"] in keys, expect=expect, timeout=timeout)
+
+
+def oru(control_id: str, patient: str, collected: str, anc_k: str) -> str:
+    return "\r".join([
+        f"MSH|^~\\&|LAB|TESTLAB|NW|NW|{collected}+0000||ORU^R01|{control_id}|P|2.5.1",
+        f"PID|1||{patient}^^^TESTMPI^MR||Doe^Jane",
+        f"OBR|1|ORD-{control_id}|FILL-{control_id}|57021-8^CBC^LN|||{collected}+0000",
+        f"OBX|1|NM|751-8^Neutrophils^LN||{anc_k}|10*3/uL|||||F|||{collected}+0000",
+    ]) + "\r"
+
+
+def test_hl7_over_mllp_comes_out_as_an_explained_alert_within_seconds(stack, kafka_bootstrap):
+    _, mllp_port, http_port = stack
+    patient = new_tag()
+    key = f"TESTMPI|{patient}"
+    with MLLPClient("127.0.0.1", mllp_port) as client:
+        client.send_message(oru(patient + "a", patient, "20260110080000", "2.6"))
+        sent = time.monotonic()
+        client.send_message(oru(patient + "b", patient, "20260111080000", "0.3"))
+    alerts = wait_for(lambda: [a for a in patient_alerts(http_port, key) if a["kind"] == "severe_neutropenia"], 15)
+    latency = time.monotonic() - sent
+    assert alerts, "no severe_neutropenia alert on GET /alerts"
+    assert latency < 10
+    severe = alerts[0]
+    assert severe["anc_cells_per_ul"] == 300 and severe["severity"] == "critical"
+    assert "300" in severe["summary"] and severe["evidence"]["observations"]
+    assert severe["evidence"]["rapid_decline"]["from"]["value"] == 2600  # 2600 -> 300 within 72 h
+    on_topic = topic_alerts(kafka_bootstrap, {key}, expect=len(patient_alerts(http_port, key)), timeout=10)
+    assert {a["alert_id"] for a in on_topic} == {a["alert_id"] for a in patient_alerts(http_port, key)}
+    assert all(a["_key"] == key for a in on_topic)
+    assert api(http_port, f"/alerts/{severe['alert_id']}") == (200, severe)
+    q = urllib.parse.quote(key, safe="")
+    status, timeline = api(http_port, f"/patients/{q}/anc")
+    assert status == 200
+    assert [(o["value"], o["grade"], o["provenance"]) for o in timeline["anc"]] == [
+        (2600, "normal", "direct"), (300, "severe", "direct")]
+    status, state = api(http_port, f"/patients/{q}/state")
+    assert status == 200 and state["current_grade"] == "severe"
+    assert {e["kind"] for e in state["open_episodes"]} == {"neutropenia", "severe"}
+    body = http_text(f"http://127.0.0.1:{http_port}/metrics")
+    assert "neutrowatch_monitor_alerts_produced_total" in body and patient not in body
+
+
+def test_ivig_case_gives_the_post_ivig_pattern_with_its_evidence(stack, kafka_bootstrap):
+    _, _, http_port = stack
+    records = fresh("ivig_case", new_tag())
+    key = records[0]["patient_key"]
+    produce(kafka_bootstrap, records)
+    found = wait_for(lambda: patient_alerts(http_port, key, "&kind=post_ivig_neutropenia_pattern"), 20)
+    assert len(found) == 1
+    evidence = found[0]["evidence"]
+    assert evidence["rule"] == "post_ivig_neutropenia_pattern"
+    assert evidence["dips"] >= 2 and evidence["cycles"] and evidence["doses_mg_per_kg"] == [1000]
+    assert all(c["infusion"] for c in evidence["cycles"])
+    q = urllib.parse.quote(key, safe="")
+    state = wait_for(lambda: api(http_port, f"/patients/{q}/state")[1].get("detected_patterns"), 10)
+    assert [p["kind"] for p in state] == ["post_ivig_neutropenia_pattern"]
+    timeline = api(http_port, f"/patients/{q}/anc")[1]["anc"]
+    assert any(o["linked_infusions"] and o["linked_infusions"][0]["drug_class"] == "ivig" for o in timeline)
+
+
+def test_alerts_api_filters_and_pages(stack):
+    _, _, http_port = stack
+    status, page = api(http_port, "/alerts?severity=critical&limit=1")
+    assert status == 200 and page["count"] <= 1
+    assert all(a["severity"] == "critical" for a in page["alerts"])
+    assert api(http_port, "/alerts?kind=nonsense")[0] == 400
+    assert api(http_port, "/alerts/" + "0" * 32)[0] == 404
+    status, doc = api(http_port, "/openapi.json")
+    assert status == 200 and {"/alerts", "/alerts/{alert_id}", "/patients/{patient}/anc",
+                              "/patients/{patient}/state"} <= set(doc["paths"])
+
+
+def monitor_pid(service: Service) -> int:
+    pids = re.findall(r"monitor worker started \(pid (\d+)", service.output())
+    return int(pids[-1])
+
+
+def test_sigkill_of_the_monitor_mid_stream_loses_and_duplicates_nothing(stack, kafka_bootstrap):
+    service, _, http_port = stack
+    tag = new_tag()
+    records = lab_only_records(tag, copies=6)
+    expected = reference_alerts(records)
+    keys = {r["patient_key"] for r in records}
+    import threading
+    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, records), kwargs={"rate": 150})
+    feeder.start()
+    time.sleep(1.0)
+    victim = monitor_pid(service)
+    os.kill(victim, signal.SIGKILL)
+    feeder.join(30)
+    assert wait_for(lambda: monitor_pid(service) != victim, 15), "the monitor was not restarted"
+    got = topic_alerts(kafka_bootstrap, keys, expect=len(expected), timeout=45)
+    time.sleep(1.5)
+    got = topic_alerts(kafka_bootstrap, keys, expect=None, timeout=2)
+    ids = [a["alert_id"] for a in got]
+    assert [i for i, n in collections.Counter(ids).items() if n > 1] == []
+    assert set(ids) == set(expected)
+    assert wait_for(lambda: api(http_port, "/readyz")[0] == 200, 20)
+
+
+@pytest.fixture
+def private_servers():
+    """A broker and an AOF redis-server of this test's own (the group and topics are shared by
+    every worker on a broker, so worker-level tests do not share the session's)."""
+    with EmbeddedKafka() as kafka, EmbeddedRedis(appendonly=True) as redis:
+        yield kafka, redis
+
+
+def start_monitor(bootstrap: str, redis_url: str) -> tuple[Service, int]:
+    port = free_port()
+    service = Service(["monitor", "--kafka", bootstrap, "--redis", redis_url, "--monitor-http-port",
+                       str(port), "--monitor-retry-max-seconds", "1"]).start()
+    return service, port
+
+
+def worker_ready(port: int) -> bool:
+    try:
+        return http_json(f"http://127.0.0.1:{port}/readyz")[0] == 200
+    except OSError:
+        return False
+
+
+def consumed(port: int) -> float:
+    text = http_text(f"http://127.0.0.1:{port}/metrics")
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("neutrowatch_monitor_events_consumed_total{"))
+
+
+def test_two_workers_split_the_patients_and_produce_the_same_alerts(private_servers):
+    kafka, redis = private_servers
+    workers = [start_monitor(kafka.bootstrap, redis.url) for _ in range(2)]
+    try:
+        assert wait_for(lambda: all(worker_ready(p) for _, p in workers), 40), [s.output()[-2000:] for s, _ in workers]
+        records = lab_only_records(new_tag(), copies=4)
+        expected = reference_alerts(records)
+        produce(kafka.bootstrap, records)
+        keys = {r["patient_key"] for r in records}
+        got = topic_alerts(kafka.bootstrap, keys, expect=len(expected), timeout=30)
+        ids = [a["alert_id"] for a in got]
+        assert len(ids) == len(set(ids)) and set(ids) == set(expected)
+        assert all(consumed(p) > 0 for _, p in workers), "a worker took no partition"
+    finally:
+        for service, _ in workers:
+            service.stop()
+
+
+def test_redis_restart_during_a_stream_loses_no_state_and_duplicates_no_alert(private_servers):
+    kafka, redis = private_servers
+    service, port = start_monitor(kafka.bootstrap, redis.url)
+    try:
+        assert wait_for(lambda: worker_ready(port), 40), service.output()[-2000:]
+        records = lab_only_records(new_tag(), copies=4)
+        expected = reference_alerts(records)
+        keys = {r["patient_key"] for r in records}
+        half = len(records) // 2
+        produce(kafka.bootstrap, records[:half])
+        time.sleep(1.0)
+        redis.kill()  # SIGKILL: only the AOF (appendfsync always) survives
+        produce(kafka.bootstrap, records[half:half + 40])
+        assert wait_for(lambda: not worker_ready(port), 15), "not-ready not reported while Redis is away"
+        redis.start()
+        produce(kafka.bootstrap, records[half + 40:])
+        assert wait_for(lambda: worker_ready(port), 30)
+        got = topic_alerts(kafka.bootstrap, keys, expect=len(expected), timeout=30)
+        ids = [a["alert_id"] for a in got]
+        assert [i for i, n in collections.Counter(ids).items() if n > 1] == []
+        assert set(ids) == set(expected)
+    finally:
+        service.stop()
