@@ -58,3 +58,27 @@ MONITOR_OUTBOX = Gauge(
 MONITOR_ASSIGNED = Gauge(
     "neutrowatch_monitor_assigned_partitions", "Input partitions assigned to this worker.")
 MONITOR_READY = Gauge("neutrowatch_monitor_ready", "1 while this worker is ready (connected and advancing).")
+
+# Notify (alert delivery). Labels: receiver type, purpose, reason code — never a patient or alert id.
+NOTIFY_SENT = Counter(
+    "neutrowatch_notify_notifications_sent_total", "Notifications delivered, by receiver type and purpose "
+    "(alert, escalation, retraction).", ["receiver_type", "purpose"])
+NOTIFY_FAILED = Counter(
+    "neutrowatch_notify_notifications_failed_total", "Delivery attempts that failed, by receiver type, reason "
+    "code and whether they will be retried.", ["receiver_type", "reason", "retry"])
+NOTIFY_SUPPRESSED = Counter(
+    "neutrowatch_notify_notifications_suppressed_total", "Notifications not sent, by reason (duplicate, silenced, "
+    "inhibited_by_critical, acknowledged, retracted).", ["reason"])
+NOTIFY_DELIVERY_SECONDS = Histogram(
+    "neutrowatch_notify_delivery_latency_seconds", "Time from the alert being produced to the alerts topic to "
+    "its first notification being delivered, by receiver type.", ["receiver_type"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))
+NOTIFY_ACK_SECONDS = Histogram(
+    "neutrowatch_notify_time_to_acknowledge_seconds", "Time from an alert's first delivery to its acknowledgement.",
+    buckets=(10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400))
+NOTIFY_OPEN_CRITICAL = Gauge(
+    "neutrowatch_notify_open_unacknowledged_critical_alerts", "Critical alerts delivered and not acknowledged "
+    "(nor retracted).")
+NOTIFY_ALERTS_CONSUMED = Counter(
+    "neutrowatch_notify_alerts_consumed_total", "Alert records notify consumed, by outcome (accepted, "
+    "redelivered, retraction, rejected).", ["outcome"])

@@ -82,6 +82,33 @@ class Settings(BaseSettings):
         None, description="YAML/JSON detection settings (thresholds, profiles, watch list, patient overrides).")
     api_page_size_max: int = Field(500, ge=1, description="Largest page GET /alerts returns.")
 
+    # Notify (alert delivery)
+    notify_routing_file: Path | None = Field(
+        None, description="YAML routing tree of `notify` (receivers, routes, escalation; see config/routing.example.yaml).")
+    notify_public_url: str = Field(
+        "http://127.0.0.1:8080", description="Base URL clinicians reach the API at (alert and one-click ack links).")
+    notify_ack_secret: SecretStr | None = Field(
+        None, description="HMAC key signing one-click ack links (never logged; unset: a random key per process).")
+    notify_api_token: SecretStr | None = Field(
+        None, description="Bearer token for POST /alerts/{id}/ack and /silences (never logged; unset: those routes answer 503).")
+    notify_ack_link_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="How long a one-click ack link stays valid.")
+    notify_smtp_host: str = Field("127.0.0.1", description="SMTP server of email receivers.")
+    notify_smtp_port: int = Field(25, ge=1, description="SMTP port of email receivers.")
+    notify_smtp_starttls: bool = Field(False, description="Use STARTTLS with the SMTP server.")
+    notify_smtp_username: str | None = Field(None, description="SMTP user name.")
+    notify_smtp_password: SecretStr | None = Field(None, description="SMTP password (never logged).")
+    notify_smtp_from: str = Field("neutrowatch@localhost", description="From address of notification emails.")
+    notify_send_timeout_seconds: float = Field(10.0, gt=0, description="Longest one delivery attempt may take.")
+    notify_retry_initial_seconds: float = Field(2.0, gt=0, description="First back-off after a recoverable delivery failure.")
+    notify_retry_max_seconds: float = Field(300.0, gt=0, description="Longest back-off between delivery retries.")
+    notify_retry_give_up_seconds: float = Field(
+        3600.0, gt=0, description="A recoverable failure retried this long is given up (the fallback receiver is told).")
+    notify_group: str = Field("neutrowatch-notify", description="Consumer group of `notify` on the alerts topic.")
+    notify_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a new `notify` consumer group starts on the alerts topic.")
+    notify_redis_prefix: str = Field("nw:notify", description="Prefix of every Redis key `notify` writes.")
+    notify_tick_seconds: float = Field(0.2, gt=0, description="How often `notify` looks for due deliveries and escalations.")
+
     # Observability
     log_level: str = Field("INFO", description="Log level.")
     log_phi: bool = Field(False, description="Allow patient identifiers in logs (off: never logged).")
