@@ -41,9 +41,9 @@ def test_up_with_embedded_servers_is_ready_and_stops_everything_on_sigterm():
         assert re.search(r"embedded Kafka-protocol broker .* at 127\.0\.0\.1:\d+", output)
         assert re.search(r"embedded redis-server at redis://127\.0\.0\.1:\d+", output)
         status, body = http_json(f"http://127.0.0.1:{http_port}/readyz")
-        assert status == 200 and body["checks"] == {"kafka": True, "redis": True, "mllp": True}
+        assert status == 200 and body["checks"] == {"kafka": True, "redis": True, "mllp": True, "monitor": True}
         assert http_json(f"http://127.0.0.1:{http_port}/healthz")[0] == 200
-        assert len(children) == 2
+        assert len(children) == 3  # broker, redis-server, monitor worker
     finally:
         took = service.stop()
     assert took < 10

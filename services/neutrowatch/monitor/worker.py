@@ -215,6 +215,16 @@ def _probe_security(settings: Settings) -> dict:
     return cfg
 
 
+def _set_fetch_wait(app: faust.App, ms: int) -> None:
+    """faust hard-codes fetch_max_wait_ms=1500 for its aiokafka consumer; apply the setting to the
+    running consumer's fetcher (best effort: a faust/aiokafka upgrade may move these internals)."""
+    try:
+        fetcher = app.consumer._thread._consumer._fetcher
+        fetcher._fetch_max_wait_ms = ms
+    except AttributeError:
+        log.warning("could not apply monitor_fetch_max_wait_ms; faust's default 1500 ms stays")
+
+
 def build(settings: Settings) -> tuple[faust.App, MonitorRuntime]:
     app = faust_app(settings)
     runtime = MonitorRuntime(settings, app)
@@ -224,6 +234,7 @@ def build(settings: Settings) -> tuple[faust.App, MonitorRuntime]:
     @app.on_rebalance_complete.connect
     async def on_joined(sender, **_kwargs) -> None:
         runtime.joined = True
+        _set_fetch_wait(app, settings.monitor_fetch_max_wait_ms)
 
     @app.task
     async def start() -> None:

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         6.0, gt=0, description="Consumer-group session timeout of the monitor workers.")
     monitor_heartbeat_seconds: float = Field(
         1.0, gt=0, description="Consumer-group heartbeat interval of the monitor workers.")
+    monitor_fetch_max_wait_ms: int = Field(
+        50, ge=1, le=1500, description="Longest a monitor fetch waits at the broker for data (faust fixes "
+        "1500 ms; brokers that do not answer early on new data, like Tansu, add that much latency).")
     monitor_stall_seconds: float = Field(
         30.0, gt=0, description="Not ready when events wait on the monitor's partitions and none was "
         "processed for this long (a stalled consumer).")
