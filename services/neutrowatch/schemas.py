@@ -10,8 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
+import fastjsonschema
 
 BASE_URI = "https://neutrowatch.example/schemas/"
 
@@ -29,21 +28,17 @@ def schemas_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "schemas"
 
 
-@cache
-def _registry() -> Registry:
-    resources = []
-    for path in sorted(schemas_dir().glob("*.schema.json")):
-        contents = json.loads(path.read_text(encoding="utf-8"))
-        resources.append((BASE_URI + path.name, Resource.from_contents(contents)))
-    return Registry().with_resources(resources)
+def _load(uri_or_name: str) -> dict:
+    """A schema by its $id URI (cross-file $ref) or its name (``lab-result.v1``)."""
+    name = uri_or_name.rsplit("/", 1)[-1].split("#")[0].removesuffix(".schema.json")
+    return json.loads((schemas_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
 
 
 @cache
-def validator(name: str) -> Draft202012Validator:
-    """Validator for e.g. ``lab-result.v1``."""
-    resource = _registry().get_or_retrieve(f"{BASE_URI}{name}.schema.json").value
-    return Draft202012Validator(resource.contents, registry=_registry(),
-                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+def validator(name: str):
+    """A compiled validator for e.g. ``lab-result.v1`` (fastjsonschema: ~30x jsonschema's speed,
+    which matters on the monitor's per-event path)."""
+    return fastjsonschema.compile(_load(name), handlers={"https": _load})
 
 
 def schema_name(record: dict[str, Any]) -> str:
@@ -56,10 +51,11 @@ def schema_name(record: dict[str, Any]) -> str:
 
 def validate(record: dict[str, Any], name: str | None = None) -> None:
     name = name or schema_name(record)
-    error = next(iter(sorted(validator(name).iter_errors(record), key=lambda e: e.path)), None)
-    if error is not None:
-        path = "/".join(str(p) for p in error.absolute_path) or "(record)"
-        raise SchemaError(name, path, error.message)
+    try:
+        validator(name)(record)
+    except fastjsonschema.JsonSchemaException as error:
+        path = "/".join(str(p) for p in error.path[1:]) or "(record)"
+        raise SchemaError(name, path, error.message) from None
 
 
 def encode(record: dict[str, Any]) -> bytes:
