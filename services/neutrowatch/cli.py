@@ -55,6 +55,11 @@ def _monitor(args: argparse.Namespace) -> int:
     return worker.run(settings_from(args))
 
 
+def _notify(args: argparse.Namespace) -> int:
+    from neutrowatch.notify import service
+    return service.run(settings_from(args))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from neutrowatch import demo
     return demo.run(settings_from(args), keep_running=not args.exit_after_replay)
@@ -103,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     ]
     commands.append(("monitor", "run one streaming-detection worker (faust; group neutrowatch-monitor); "
                      "needs --kafka and --redis", _monitor))
+    commands.append(("notify", "run alert delivery (routes, dedup, silences, retries, escalation, acks; group "
+                     "neutrowatch-notify); needs --kafka, --redis and --notify-routing-file", _notify))
     commands.append(("demo", "start the embedded stack, replay the bundled sample messages, keep running", _demo))
     for name, help_text, func in commands:
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from neutrowatch.domain.ids import stable_id
 from neutrowatch.notify.decisions import ESCALATION, RETRACTION, Job
 
 
@@ -47,11 +48,17 @@ def render(alert: Mapping[str, Any], job: Job, public_url: str, ack_token: str |
               f"Observed at: {alert['observed_at']}", f"Alert: {alert_url}"]
     if ack_url and job.purpose != RETRACTION:
         lines.append(f"Acknowledge (one click): {ack_url}")
-    payload = {"purpose": job.purpose, "level": job.level, "receiver": job.receiver,
+    payload = {"delivery_id": delivery_id(job), "purpose": job.purpose, "level": job.level, "receiver": job.receiver,
                "alert_url": alert_url, "ack_url": ack_url if job.purpose != RETRACTION else None,
                "alert": {k: alert[k] for k in ("alert_id", "patient_id", "patient_key", "kind", "severity",
                                                "observed_at", "summary") if k in alert}}
     return Message(subject, "\n".join(lines) + "\n", payload)
+
+
+def delivery_id(job: Job) -> str:
+    """Stable across retries and restarts: receivers drop a second delivery with the same id (after a
+    crash between sending and recording, notify sends again rather than lose a notification)."""
+    return stable_id("delivery.v1", job.key)
 
 
 # ----------------------------------------------------------------------------- ack tokens

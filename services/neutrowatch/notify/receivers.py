@@ -1,0 +1,145 @@
+"""Receiver adapters: email (SMTP), signed webhook (aiohttp), apprise (chat, paging). Each sends
+one Message or raises DeliveryError; classification into retry / give up is decisions.classify.
+Secrets (SMTP password, webhook keys, apprise URLs) are resolved at start-up and never logged."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import smtplib
+import socket
+import time
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Callable, Protocol
+
+import aiohttp
+
+from neutrowatch.notify.decisions import DeliveryError
+from neutrowatch.notify.messages import Message, webhook_body, webhook_signature
+from neutrowatch.notify.routing import Receiver, Routing
+from neutrowatch.platform.settings import Settings
+
+logging.getLogger("apprise").setLevel(logging.ERROR)  # its messages can name notifier hosts
+
+
+class ConfigError(RuntimeError):
+    """A receiver cannot be set up (a secret is missing): `notify` refuses to start."""
+
+
+class Sender(Protocol):
+    type: str
+
+    async def send(self, message: Message) -> None: ...
+
+
+class EmailSender:
+    type = "email"
+
+    def __init__(self, to: list[str], settings: Settings):
+        self.to, self.s = to, settings
+
+    async def send(self, message: Message) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._send, message)
+
+    def _send(self, message: Message) -> None:
+        s = self.s
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = s.notify_smtp_from, ", ".join(self.to), message.subject
+        mail["Message-ID"] = f"<{message.payload['delivery_id']}@neutrowatch>"
+        mail.set_content(message.text)
+        try:
+            with smtplib.SMTP(s.notify_smtp_host, s.notify_smtp_port, timeout=s.notify_send_timeout_seconds) as smtp:
+                if s.notify_smtp_starttls:
+                    smtp.starttls()
+                if s.notify_smtp_username:
+                    smtp.login(s.notify_smtp_username,
+                               s.notify_smtp_password.get_secret_value() if s.notify_smtp_password else "")
+                smtp.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code = min(c for c, _ in exc.recipients.values())
+            raise DeliveryError("smtp", code, "recipients refused") from None
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryError("smtp", exc.smtp_code, "server refused") from None
+        except (socket.timeout, TimeoutError):
+            raise DeliveryError("timeout", None, "SMTP timed out") from None
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise DeliveryError("connection", None, type(exc).__name__) from None
+
+
+class WebhookSender:
+    type = "webhook"
+
+    def __init__(self, url: str, secret: bytes, timeout: float, session: Callable[[], aiohttp.ClientSession],
+                 clock: Callable[[], float] = time.time):
+        self.url, self._secret, self.timeout, self._session, self._clock = url, secret, timeout, session, clock
+
+    async def send(self, message: Message) -> None:
+        body = webhook_body(message)
+        ts = str(int(self._clock()))
+        headers = {"Content-Type": "application/json", "X-NeutroWatch-Timestamp": ts,
+                   "X-NeutroWatch-Delivery": message.payload["delivery_id"],
+                   "X-NeutroWatch-Signature": webhook_signature(self._secret, ts, body)}
+        try:
+            async with self._session().post(self.url, data=body, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+                if resp.status >= 300:
+                    raise DeliveryError("http", resp.status, "receiver answered an error")
+        except asyncio.TimeoutError:
+            raise DeliveryError("timeout", None, "webhook timed out") from None
+        except aiohttp.ClientError as exc:
+            raise DeliveryError("connection", None, type(exc).__name__) from None
+
+
+class AppriseSender:
+    type = "apprise"
+
+    def __init__(self, urls: list[str], timeout: float):
+        import apprise
+        self._apprise = apprise.Apprise()
+        for url in urls:
+            if not self._apprise.add(url):
+                raise ConfigError("an apprise URL was not understood")
+        self.timeout = timeout
+
+    async def send(self, message: Message) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            ok = await asyncio.wait_for(loop.run_in_executor(
+                None, lambda: self._apprise.notify(body=message.text, title=message.subject)), self.timeout)
+        except asyncio.TimeoutError:
+            raise DeliveryError("timeout", None, "apprise timed out") from None
+        if not ok:
+            raise DeliveryError("unavailable", None, "a notifier did not accept the message")
+
+
+def build(routing: Routing, settings: Settings, session: Callable[[], aiohttp.ClientSession],
+          clock: Callable[[], float] = time.time) -> dict[str, Sender]:
+    return {name: _sender(r, settings, session, clock) for name, r in routing.receivers.items()}
+
+
+def _sender(r: Receiver, settings: Settings, session, clock) -> Sender:
+    o = r.options
+    if r.type == "email":
+        return EmailSender(list(o["to"]), settings)
+    if r.type == "webhook":
+        secret = _secret(r.name, o.get("secret_env"), o.get("secret_file"))
+        return WebhookSender(o["url"], secret.encode(), o.get("timeout_seconds", settings.notify_send_timeout_seconds),
+                             session, clock)
+    urls = o.get("urls") or _secret(r.name, o.get("urls_env"), None).split()
+    return AppriseSender(list(urls), settings.notify_send_timeout_seconds)
+
+
+def _secret(receiver: str, env: str | None, file: str | None) -> str:
+    if env:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise ConfigError(f"receiver {receiver!r}: environment variable {env} is not set")
+        return value
+    try:
+        value = Path(file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"receiver {receiver!r}: cannot read secret_file {file}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"receiver {receiver!r}: secret_file {file} is empty")
+    return value

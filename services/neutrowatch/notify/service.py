@@ -1,0 +1,324 @@
+"""`neutrowatch notify`, wired once: consume alerts (group neutrowatch-notify) -> plan -> Redis
+(durable) -> commit offset; a dispatcher claims due jobs -> decide -> send -> record; an outbox
+drain puts every decision on neutrowatch.notifications.v1. The clock is injected."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import signal
+import sys
+import time
+from typing import Callable, TextIO
+
+import aiohttp
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from neutrowatch import schemas, topics
+from neutrowatch.notify import audit, decisions, messages, receivers, routing
+from neutrowatch.notify.decisions import ALERT, ESCALATION, Job
+from neutrowatch.notify.store import Store
+from neutrowatch.platform import metrics
+from neutrowatch.platform.health import Readiness
+from neutrowatch.platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def kafka_kwargs(settings: Settings) -> dict:
+    kw: dict = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_sasl_mechanism:
+        kw.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_plain_username=settings.kafka_sasl_username,
+                  sasl_plain_password=settings.kafka_sasl_password.get_secret_value()
+                  if settings.kafka_sasl_password else None)
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+        kw["ssl_context"] = create_ssl_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None)
+    return kw
+
+
+class NotifyService:
+    def __init__(self, settings: Settings, app: web.Application, readiness: Readiness,
+                 clock: Callable[[], float] = time.time):
+        if settings.notify_routing_file is None:
+            raise routing.RoutingError("notify", 0, "no routing file: set --notify-routing-file")
+        self.s, self.clock = settings, clock
+        self.routing = routing.load(settings.notify_routing_file)  # RoutingError names line and problem
+        self._session: aiohttp.ClientSession | None = None
+        self.senders = receivers.build(self.routing, settings, lambda: self._session, clock)  # ConfigError
+        secret = settings.notify_ack_secret
+        self.ack_secret = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
+        if secret is None:
+            log.warning("no NEUTROWATCH_NOTIFY_ACK_SECRET: ack links are signed with a per-process key")
+        self.redis = None
+        self.store: Store | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.assigned = False
+        self._tasks: list[asyncio.Task] = []
+        self._wake = asyncio.Event()
+        from neutrowatch.notify.api import NotifyApi
+        app.add_routes(NotifyApi(self).routes())
+        readiness.add("notify_kafka", self._kafka_ready)
+        readiness.add("notify_redis", self._redis_ready)
+        readiness.add("notify_assigned", self._assigned)
+
+    # --- lifecycle
+    async def start(self) -> None:
+        from neutrowatch.monitor.worker import connect_redis
+        self.redis = connect_redis(self.s)
+        lease = 2 * self.s.notify_send_timeout_seconds + 5
+        self.store = Store(self.redis, self.s.notify_redis_prefix, lease)
+        self._session = aiohttp.ClientSession()
+        self.producer = AIOKafkaProducer(**kafka_kwargs(self.s), acks="all",
+                                         client_id="neutrowatch-notify")
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            topics.ALERTS, **kafka_kwargs(self.s), group_id=self.s.notify_group, client_id="neutrowatch-notify",
+            enable_auto_commit=False, auto_offset_reset=self.s.notify_offset_reset,
+            session_timeout_ms=int(self.s.monitor_session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(self.s.monitor_heartbeat_seconds * 1000),
+            rebalance_timeout_ms=int(self.s.monitor_rebalance_timeout_seconds * 1000))
+        await self.consumer.start()
+        for loop in (self._consume, self._dispatch, self._drain, self._gauges):
+            self._tasks.append(asyncio.create_task(self._forever(loop), name=f"notify-{loop.__name__}"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for closer in (self.consumer and self.consumer.stop, self.producer and self.producer.stop,
+                       self._session and self._session.close, self.redis and self.redis.aclose):
+            if closer:
+                try:
+                    await asyncio.wait_for(closer(), 5)
+                except Exception:  # stopping: nothing left to do about it
+                    log.warning("notify: error while stopping", exc_info=True)
+
+    async def _forever(self, step) -> None:
+        """Run a loop step again after any failure (Redis or Kafka away), with back-off."""
+        delay = 0.2
+        while True:
+            try:
+                await step()
+                delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a dependency failed: log without payloads, back off, retry
+                log.warning("notify %s: %s; retrying in %.1fs", step.__name__, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # --- intake
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=500, max_records=200)
+            if not self.assigned and self.consumer.assignment():
+                for tp in self.consumer.assignment():  # resolve positions before saying ready
+                    await self.consumer.position(tp)
+                self.assigned = True
+            for records in batch.values():
+                for msg in records:
+                    await self.intake(msg.value, msg.timestamp / 1000 if msg.timestamp else None)
+            if batch:
+                await self.consumer.commit()  # every decision of the batch is durable in Redis
+                self._wake.set()
+
+    async def intake(self, raw: bytes, produced_at: float | None) -> str:
+        assert self.store is not None
+        try:
+            alert = schemas.decode(raw, "alert.v1")
+        except schemas.SchemaError as exc:
+            log.warning("notify: alert record rejected: %s %s", exc.field, exc.message[:120])
+            metrics.NOTIFY_ALERTS_CONSUMED.labels("rejected").inc()
+            return "rejected"
+        now = self.clock()
+        if alert["kind"] == "alert_retracted":
+            old = alert["retracts_alert_id"]
+            jobs = decisions.plan_retraction(old, await self.store.told(old), now)
+            old_alert, _ = await self.store.alert(old)
+            audits = [audit.record(j, old_alert, "scheduled", "retraction_notice", now, self._type(j.receiver))
+                      for j in jobs]
+            new = await self.store.accept(alert, produced_at, jobs, audits, retracts=old)
+            if new:
+                pending = await self.store.pending(old)
+                await self.store.cancel(pending, [audit.record(j, old_alert, "cancelled", "retracted", now,
+                                                               self._type(j.receiver)) for j in pending])
+            outcome = "retraction" if new else "redelivered"
+        else:
+            jobs = decisions.plan(alert, self.routing, now)
+            audits = [audit.record(j, alert, "scheduled", "routed", now, self._type(j.receiver)) for j in jobs]
+            outcome = "accepted" if await self.store.accept(alert, produced_at, jobs, audits) else "redelivered"
+        metrics.NOTIFY_ALERTS_CONSUMED.labels(outcome).inc()
+        log.info("notify: alert %s %s (%d jobs)", alert["alert_id"][:8], outcome, len(jobs))
+        return outcome
+
+    # --- delivery
+    async def _dispatch(self) -> None:
+        assert self.store is not None
+        while True:
+            jobs = await self.store.claim_due(self.clock())
+            if jobs:
+                await asyncio.gather(*(self.deliver(j) for j in jobs))
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.s.notify_tick_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    async def deliver(self, job: Job) -> str:
+        store, now = self.store, self.clock()
+        assert store is not None
+        alert, produced_at = await store.alert(job.alert_id)
+        rtype = self._type(job.receiver)
+        if alert is None:  # expired from the store: nothing to say
+            await store.complete(job, [])
+            return "unknown_alert"
+        decision = decisions.decide(job, alert, await store.state(alert, now), self.routing, now)
+        if not decision.go:
+            outcome = "suppressed" if decision.reason in ("duplicate", "silenced", "inhibited_by_critical") else "cancelled"
+            metrics.NOTIFY_SUPPRESSED.labels(decision.reason).inc()
+            log.info("notify: %s %s -> %s: %s", job.purpose, job.alert_id[:8], job.receiver, decision.reason)
+            await store.complete(job, [audit.record(job, alert, outcome, decision.reason, now, rtype,
+                                                    silence_id=decision.detail if decision.reason == "silenced" else None)])
+            return decision.reason
+        token = messages.sign_ack(self.ack_secret, job.alert_id, job.receiver,
+                                  now + self.s.notify_ack_link_ttl_seconds)
+        message = messages.render(alert, job, self.s.notify_public_url, token)
+        try:
+            await asyncio.wait_for(self.senders[job.receiver].send(message), self.s.notify_send_timeout_seconds + 1)
+        except (decisions.DeliveryError, asyncio.TimeoutError) as exc:
+            err = exc if isinstance(exc, decisions.DeliveryError) else decisions.DeliveryError("timeout")
+            return await self._failed(job, alert, err, rtype)
+        done = self.clock()
+        follow = [j for j in [decisions.next_escalation(job, done)] if j]
+        await store.complete(job, [audit.record(job, alert, "sent", "delivered", done, rtype)], follow,
+                             sent_at=done, open_critical=alert["severity"] == "critical" and job.purpose == ALERT)
+        metrics.NOTIFY_SENT.labels(rtype, job.purpose).inc()
+        if job.purpose == ALERT and produced_at:
+            metrics.NOTIFY_DELIVERY_SECONDS.labels(rtype).observe(max(0.0, done - produced_at))
+        log.info("notify: %s %s -> %s (%s) delivered, attempt %d", job.purpose, job.alert_id[:8], job.receiver,
+                 rtype, job.attempt)
+        return "delivered"
+
+    async def _failed(self, job: Job, alert: dict, err: decisions.DeliveryError, rtype: str) -> str:
+        assert self.store is not None
+        now, verdict = self.clock(), decisions.classify(err)
+        again = decisions.retry(job, now, self.s.notify_retry_initial_seconds, self.s.notify_retry_max_seconds,
+                                self.s.notify_retry_give_up_seconds) if verdict.go else None
+        metrics.NOTIFY_FAILED.labels(rtype, verdict.reason, str(again is not None).lower()).inc()
+        log.warning("notify: %s %s -> %s (%s) failed: %s%s", job.purpose, job.alert_id[:8], job.receiver, rtype,
+                    verdict.reason, "; retrying" if again else "; giving up")
+        if again is not None:
+            await self.store.complete(job, [audit.record(job, alert, "retrying", verdict.reason, now, rtype)], [again])
+            return "retrying"
+        fb = decisions.fallback(job, self.routing, now)
+        await self.store.complete(job, [audit.record(job, alert, "failed", verdict.reason, now, rtype)],
+                                  [fb] if fb else [])
+        return "failed"
+
+    # --- acknowledgements (used by the API)
+    async def acknowledge(self, alert_id: str, by: str, note: str | None, via: str) -> tuple[int, dict]:
+        assert self.store is not None
+        alert, _ = await self.store.alert(alert_id)
+        if alert is None:
+            return 404, {"error": "unknown alert"}
+        now = self.clock()
+        ack = {"by": by, "at": audit.iso(now), "note": note, "via": via}
+        rec = audit.record(Job(alert_id, "-", "ack"), alert, "acknowledged", f"acknowledged_via_{via}", now, ack=ack)
+        first, first_sent = await self.store.ack(alert_id, ack, rec)
+        if not first:
+            return 200, {"acknowledged": True, "already": True, "ack": await self.store.get_ack(alert_id)}
+        if first_sent is not None:
+            metrics.NOTIFY_ACK_SECONDS.observe(max(0.0, now - first_sent))
+        pending = await self.store.pending(alert_id, (ESCALATION,))
+        await self.store.cancel(pending, [audit.record(j, alert, "cancelled", "acknowledged", now,
+                                                       self._type(j.receiver)) for j in pending])
+        log.info("notify: alert %s acknowledged via %s; %d escalations cancelled", alert_id[:8], via, len(pending))
+        return 200, {"acknowledged": True, "already": False, "ack": ack, "escalations_cancelled": len(pending)}
+
+    # --- audit outbox and gauges
+    async def _drain(self) -> None:
+        assert self.store is not None and self.producer is not None
+        while True:
+            raw = await self.store.outbox()
+            if not raw:
+                await asyncio.sleep(self.s.notify_tick_seconds)
+                continue
+            futures = []
+            for item in raw:
+                rec = json.loads(item)
+                futures.append(await self.producer.send(topics.NOTIFICATIONS, key=rec["alert_id"].encode(),
+                                                        value=schemas.encode(rec)))
+            await asyncio.wait_for(asyncio.gather(*futures), self.s.produce_timeout_seconds)
+            await self.store.outbox_done(raw)
+
+    async def _gauges(self) -> None:
+        assert self.store is not None
+        while True:
+            metrics.NOTIFY_OPEN_CRITICAL.set(await self.store.open_criticals())
+            await asyncio.sleep(5)
+
+    def _type(self, receiver: str) -> str:
+        sender = self.senders.get(receiver)
+        return sender.type if sender else "none"
+
+    async def _kafka_ready(self) -> bool:
+        return bool(self.producer and self.consumer and
+                    await self.producer.client.ready(self.producer.client.get_random_node() or 0))
+
+    async def _redis_ready(self) -> bool:
+        return bool(self.redis is not None and await self.redis.ping())
+
+    async def _assigned(self) -> bool:
+        return self.assigned
+
+
+def for_pipeline(settings: Settings, app: web.Application, readiness: Readiness) -> NotifyService | None:
+    """The hook for `up`: a NotifyService on the shared app when a routing file is configured
+    (then ``await svc.start()`` after the HTTP server, ``await svc.stop()`` before it), else None.
+    Raises RoutingError / receivers.ConfigError, which name the problem, at construction."""
+    return NotifyService(settings, app, readiness) if settings.notify_routing_file else None
+
+
+# ----------------------------------------------------------------------------- standalone command
+
+def run(settings: Settings, out: TextIO = sys.stdout) -> int:
+    from neutrowatch.platform.http import HttpServer, build_app
+    from neutrowatch.platform.kafka import ensure_topics
+    if not settings.kafka_bootstrap or not settings.redis_url:
+        raise SystemExit("neutrowatch notify: give --kafka and --redis (or their NEUTROWATCH_ variables)")
+    readiness = Readiness()
+    app = build_app(readiness, settings.max_message_bytes)
+    try:
+        service = NotifyService(settings, app, readiness)
+    except (routing.RoutingError, receivers.ConfigError) as exc:
+        print(f"neutrowatch notify: {exc}", file=sys.stderr, flush=True)
+        return 2
+    ensure_topics(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        http = HttpServer(app, settings.bind_host, settings.http_port)
+        try:
+            await service.start()
+            await http.start()
+            print(f"notify: consuming {topics.ALERTS} as {settings.notify_group}; HTTP on "
+                  f"http://{settings.bind_host}:{http.port}", file=out, flush=True)
+            await stop.wait()
+        finally:
+            await asyncio.wait_for(asyncio.gather(http.stop(), service.stop(), return_exceptions=True), 8)
+
+    asyncio.run(main())
+    return 0

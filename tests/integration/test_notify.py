@@ -1,0 +1,252 @@
+"""notify end to end on a real broker, redis-server, SMTP server and signed-webhook server."""
+from __future__ import annotations
+
+import re
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kafka_reader import read_records
+from notify_helpers import WEBHOOK_SECRET, AlertProducer, Mailbox, Webhook, alert, wait_until
+from processes import Service, http_json, wait_ready
+from neutrowatch import schemas, topics
+from neutrowatch.platform.embedded import free_port
+
+pytestmark = pytest.mark.integration
+API_TOKEN = "test-api-token"
+
+ROUTING = """\
+receivers:
+  mail: {{type: email, to: oncall@ward.example}}
+  hook: {{type: webhook, url: "http://127.0.0.1:{hook}/hook", secret_env: NW_TEST_WEBHOOK_SECRET}}
+  pager: {{type: email, to: pager@ward.example}}
+fallback_receiver: mail
+route:
+  receiver: mail
+  routes:
+    - match: {{severity: critical}}
+      receiver: hook
+      continue: true
+      escalation: {{receivers: [pager], delay: 3s}}
+    - match: {{severity: critical}}
+      receiver: mail
+"""
+
+
+class Notify:
+    def __init__(self, kafka, redis, routing_file: Path, name: str, smtp_port: int = 25):
+        self.http_port = free_port()
+        self.args = ["notify", "--kafka", kafka, "--redis", redis, "--http-port", str(self.http_port),
+                     "--notify-routing-file", str(routing_file), "--notify-group", f"notify-{name}",
+                     "--notify-redis-prefix", f"nwtest:{name}", "--notify-offset-reset", "latest",
+                     "--notify-retry-initial-seconds", "0.5", "--notify-retry-max-seconds", "1",
+                     "--notify-send-timeout-seconds", "3", "--notify-tick-seconds", "0.1",
+                     "--notify-public-url", f"http://127.0.0.1:{self.http_port}", "--kafka-partitions", "3",
+                     "--notify-smtp-port", str(smtp_port)]
+        self.env = {"NW_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET, "NEUTROWATCH_NOTIFY_API_TOKEN": API_TOKEN,
+                    "NEUTROWATCH_NOTIFY_ACK_SECRET": "ack-secret-" + name}
+        self.service: Service | None = None
+
+    def start(self) -> "Notify":
+        self.service = Service(self.args, self.env).start()
+        try:
+            wait_ready(self.http_port, self.service, timeout=60)
+        except Exception:
+            self.service.stop()
+            raise
+        return self
+
+    def stop(self) -> float:
+        return self.service.stop() if self.service else 0.0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}{path}"
+
+    def api(self, method: str, path: str, body: dict | None = None, token: str | None = API_TOKEN):
+        import json
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return http_json(self.url(path), json.dumps(body).encode() if body is not None else None, headers, method)
+
+
+@pytest.fixture(scope="module")
+def receivers():
+    mailbox, hook = Mailbox().start(), Webhook().start()
+    yield mailbox, hook
+    mailbox.stop()
+    hook.stop()
+
+
+@pytest.fixture(scope="module")
+def producer(kafka_bootstrap):
+    p = AlertProducer(kafka_bootstrap)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="module")
+def notify(kafka_bootstrap, redis_url, receivers, tmp_path_factory):
+    path = tmp_path_factory.mktemp("notify") / "routing.yaml"
+    path.write_text(ROUTING.format(hook=receivers[1].port))
+    n = Notify(kafka_bootstrap, redis_url, path, uuid.uuid4().hex[:8], receivers[0].port).start()
+    yield n
+    assert n.stop() < 10, n.service.output()
+
+
+def audit(kafka, alert_id: str, expect: int | None = None, timeout: float = 10.0) -> list[dict]:
+    records = read_records(kafka, topics.NOTIFICATIONS, lambda r: r["alert_id"] == alert_id, expect, timeout)
+    for r in records:
+        schemas.validate({k: v for k, v in r.items() if k != "_key"})
+    return records
+
+
+def test_critical_reaches_email_and_webhook_once_even_when_redelivered(notify, receivers, producer, kafka_bootstrap):
+    mailbox, hook = receivers
+    a = alert()
+    producer.send(a)
+    assert wait_until(lambda: hook.about(a["alert_id"]) and mailbox.about(a["alert_id"], "oncall@"), 20), notify.service.output()[-3000:]
+    [mail] = mailbox.about(a["alert_id"], "oncall@")
+    text = mail.get_content()
+    for part in (a["summary"], "critical", "agranulocytosis", a["observed_at"], f"/alerts/{a['alert_id']}",
+                 "/ack?token="):
+        assert part in text
+    assert "CRITICAL" in mail["Subject"] and a["patient_id"] in mail["Subject"]
+    [payload] = hook.about(a["alert_id"])
+    assert payload["alert"]["summary"] == a["summary"] and payload["ack_url"] and hook.bad_signatures == 0
+
+    producer.send(a)  # redelivery of the same alert record
+    time.sleep(3)
+    assert len(hook.about(a["alert_id"], raw=True)) == 1 and len(mailbox.about(a["alert_id"], "oncall@", raw=True)) == 1
+    sent = [r for r in audit(kafka_bootstrap, a["alert_id"], expect=4) if r["outcome"] == "sent" and r["purpose"] == "alert"]
+    assert sorted((r["receiver"], r["receiver_type"]) for r in sent) == [("hook", "webhook"), ("mail", "email")]
+    # no patient identifier in the service's log
+    assert a["patient_id"] not in notify.service.output()
+
+
+def test_receiver_down_then_up_is_delivered_once(notify, receivers, producer, kafka_bootstrap):
+    _, hook = receivers
+    a = alert()
+    hook.failing.add(a["alert_id"])
+    producer.send(a)
+    assert wait_until(lambda: hook.attempts.count(a["alert_id"]) >= 3, 20)
+    assert hook.about(a["alert_id"]) == []
+    hook.failing.discard(a["alert_id"])
+    assert wait_until(lambda: hook.about(a["alert_id"]), 10)
+    time.sleep(2)
+    assert len(hook.about(a["alert_id"], "alert")) == 1
+    outcomes = [(r["outcome"], r["reason"]) for r in audit(kafka_bootstrap, a["alert_id"], timeout=3)
+                if r["receiver"] == "hook"]
+    assert ("retrying", "http_503") in outcomes and outcomes.count(("sent", "delivered")) == 1
+
+
+def test_unacknowledged_critical_escalates_acknowledged_one_does_not(notify, receivers, producer, kafka_bootstrap):
+    mailbox, _ = receivers
+    a, b, c = alert(), alert(), alert()
+    producer.send(a, b, c)
+    assert wait_until(lambda: all(mailbox.about(x["alert_id"], "oncall@") for x in (a, b, c)), 20)
+    # b: one-click link from the email (GET shows a page, the button POSTs); c: the API with a bearer token
+    link = re.search(r"(http://\S+/ack\?token=\S+)", mailbox.about(b["alert_id"], "oncall@")[0].get_content()).group(1)
+    token = urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["token"][0]
+
+    with urllib.request.urlopen(link, timeout=10) as page:
+        assert page.status == 200 and b"Acknowledge" in page.read()
+    status, body = http_json(notify.url("/ack"), urllib.parse.urlencode({"token": token, "by": "Dr Ward"}).encode(),
+                             {"Content-Type": "application/x-www-form-urlencoded"}, "POST")
+    assert status == 200 and body["acknowledged"] and body["escalations_cancelled"] == 1
+    assert notify.api("POST", f"/alerts/{c['alert_id']}/ack", {"by": "Dr C"}, token=None)[0] == 401
+    status, body = notify.api("POST", f"/alerts/{c['alert_id']}/ack", {"by": "Dr C", "note": "seen"})
+    assert status == 200 and body["ack"]["by"] == "Dr C"
+    assert http_json(notify.url("/ack"), urllib.parse.urlencode({"token": token + "x"}).encode(),
+                     {"Content-Type": "application/x-www-form-urlencoded"}, "POST")[0] == 403
+
+    assert wait_until(lambda: mailbox.about(a["alert_id"], "pager@"), 15)
+    [esc] = mailbox.about(a["alert_id"], "pager@")
+    assert "ESCALATION 1" in esc["Subject"]
+    time.sleep(4)
+    assert mailbox.about(b["alert_id"], "pager@") == [] and mailbox.about(c["alert_id"], "pager@") == []
+    acks = [r for r in audit(kafka_bootstrap, b["alert_id"], timeout=3) if r["outcome"] == "acknowledged"]
+    assert acks and acks[0]["ack"]["by"] == "Dr Ward" and acks[0]["ack"]["via"] == "link"
+
+
+def test_retraction_cancels_escalation_and_tells_the_receivers(notify, receivers, producer, kafka_bootstrap):
+    mailbox, hook = receivers
+    a = alert()
+    producer.send(a)
+    assert wait_until(lambda: hook.about(a["alert_id"]) and mailbox.about(a["alert_id"], "oncall@"), 20), notify.service.output()[-3000:]
+    producer.send(alert(a["patient_id"], retracts=a["alert_id"]))
+    assert wait_until(lambda: hook.about(a["alert_id"], "retraction") and
+                      len(mailbox.about(a["alert_id"], "oncall@")) == 2, 15)
+    assert "RETRACTED" in mailbox.about(a["alert_id"], "oncall@")[1]["Subject"]
+    time.sleep(4)  # past the escalation delay
+    assert mailbox.about(a["alert_id"], "pager@") == []
+    outcomes = {(r["receiver"], r["outcome"], r["reason"]) for r in audit(kafka_bootstrap, a["alert_id"], timeout=3)}
+    assert ("pager", "cancelled", "retracted") in outcomes
+
+
+def test_silence_suppresses_then_expires(notify, receivers, producer, kafka_bootstrap):
+    mailbox, _ = receivers
+    patient = f"P{uuid.uuid4().hex[:10]}"
+    status, silence = notify.api("POST", "/silences", {"matchers": {"patient_key": [f"TESTHOSP|{patient}"]},
+                                                       "duration": "4s", "created_by": "test"})
+    assert status == 201
+    assert silence["id"] in [s["id"] for s in notify.api("GET", "/silences")[1]]
+    w1 = alert(patient, kind="grade_change", severity="warning")
+    producer.send(w1)
+    records = audit(kafka_bootstrap, w1["alert_id"], expect=2, timeout=15)
+    assert ("suppressed", "silenced", silence["id"]) in {(r["outcome"], r["reason"], r.get("silence_id")) for r in records}
+    assert mailbox.about(w1["alert_id"]) == []
+    time.sleep(4.5)
+    assert notify.api("GET", "/silences")[1] == [] or silence["id"] not in [s["id"] for s in notify.api("GET", "/silences")[1]]
+    w2 = alert(patient, kind="grade_change", severity="warning")
+    producer.send(w2)
+    assert wait_until(lambda: mailbox.about(w2["alert_id"], "oncall@"), 15)
+
+
+def test_killed_and_restarted_mid_stream_sends_no_duplicate_and_loses_nothing(
+        kafka_bootstrap, redis_url, producer, tmp_path):
+    # own receivers: the module's notify (another group) also delivers these alerts to its own
+    mailbox, hook = Mailbox().start(), Webhook().start()
+    path = tmp_path / "routing.yaml"
+    path.write_text(ROUTING.format(hook=hook.port).replace("escalation: {receivers: [pager], delay: 3s}",
+                                                           "escalation: {receivers: [pager], delay: 1h}"))
+    n = Notify(kafka_bootstrap, redis_url, path, uuid.uuid4().hex[:8], mailbox.port).start()
+    alerts = [alert() for _ in range(40)]
+    try:
+        producer.send(*alerts[:20])
+        assert wait_until(lambda: sum(bool(hook.about(a["alert_id"])) for a in alerts) >= 5, 20)
+        n.service.proc.kill()  # SIGKILL mid-stream
+        n.service.proc.wait(5)
+        producer.send(*alerts[20:])
+        n.start()
+        assert wait_until(lambda: all(hook.about(a["alert_id"]) for a in alerts), 60), \
+            [a["alert_id"] for a in alerts if not hook.about(a["alert_id"])]
+        time.sleep(2)
+        # one notification per alert and receiver; a send that the kill caught between the
+        # receiver's answer and Redis is sent again with the same delivery id (never lost)
+        assert [len(hook.about(a["alert_id"])) for a in alerts] == [1] * len(alerts)
+        assert [len(mailbox.about(a["alert_id"])) for a in alerts] == [1] * len(alerts)
+        resent = sum(len(hook.about(a["alert_id"], raw=True)) + len(mailbox.about(a["alert_id"], raw=True))
+                     for a in alerts) - 2 * len(alerts)
+        print(f"re-sent after SIGKILL (same delivery id, dropped by the receiver): {resent} of {2 * len(alerts)}")
+        assert resent < len(alerts)  # only sends the kill caught between the receiver's answer and Redis
+    finally:
+        n.stop()
+        mailbox.stop()
+        hook.stop()
+
+
+def test_bad_routing_file_fails_at_start_with_line_and_problem(kafka_bootstrap, redis_url, tmp_path):
+    path = tmp_path / "routing.yaml"
+    path.write_text("receivers:\n  mail: {type: email, to: a@b.example}\nroute:\n  receiver: nobody\n")
+    n = Notify(kafka_bootstrap, redis_url, path, "bad")
+    n.service = Service(n.args, n.env).start()
+    try:
+        assert n.service.proc.wait(30) == 2
+        assert f"{path}:4: unknown receiver 'nobody'" in n.service.output()
+    finally:
+        n.stop()

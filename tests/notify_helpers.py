@@ -1,0 +1,150 @@
+"""Real receivers for notify integration tests: an SMTP server (aiosmtpd) and a webhook server
+(aiohttp, in its own thread) that verifies the signature; plus alert records and a producer."""
+from __future__ import annotations
+
+import asyncio
+import email
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from email import policy
+
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from kafka import KafkaProducer
+
+from neutrowatch import schemas, topics
+from neutrowatch.domain.ids import stable_id
+from neutrowatch.platform.embedded import free_port
+
+WEBHOOK_SECRET = "test-webhook-secret-\u00e9"
+
+
+def wait_until(condition, timeout: float = 20.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    return condition()
+
+
+class Mailbox:
+    """aiosmtpd on a free port; ``messages`` are parsed emails."""
+
+    def __init__(self):
+        self.messages: list[email.message.EmailMessage] = []
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content, policy=policy.default)
+        msg["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
+        self.messages.append(msg)
+        return "250 OK"
+
+    def about(self, alert_id: str, to: str | None = None, raw: bool = False) -> list:
+        """Emails about the alert, one per Message-ID (a receiver's dedup) unless ``raw``."""
+        found, seen = [], set()
+        for m in self.messages:
+            if alert_id in m.get_content() and (to is None or to in m["X-Envelope-To"]):
+                if raw or m["Message-ID"] not in seen:
+                    found.append(m)
+                seen.add(m["Message-ID"])
+        return found
+
+    def start(self) -> "Mailbox":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+class Webhook:
+    """aiohttp server that accepts only correctly signed bodies (401 otherwise) and answers
+    503 for alert ids in ``failing``."""
+
+    def __init__(self, secret: str = WEBHOOK_SECRET):
+        self.secret = secret.encode()
+        self.port = free_port()
+        self.received: list[dict] = []
+        self.attempts: list[str] = []
+        self.bad_signatures = 0
+        self.failing: set[str] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        ts = request.headers.get("X-NeutroWatch-Timestamp", "")
+        expected = "sha256=" + hmac.new(self.secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, request.headers.get("X-NeutroWatch-Signature", "")) \
+                or abs(time.time() - int(ts or 0)) > 300:
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        payload = json.loads(body)
+        self.attempts.append(payload["alert"]["alert_id"])
+        if payload["alert"]["alert_id"] in self.failing:
+            return web.Response(status=503)
+        self.received.append(payload)
+        return web.Response(status=204)
+
+    def about(self, alert_id: str, purpose: str | None = None, raw: bool = False) -> list[dict]:
+        """Deliveries of the alert, one per X-NeutroWatch-Delivery id (a receiver's dedup) unless ``raw``."""
+        found, seen = [], set()
+        for p in self.received:
+            if p["alert"]["alert_id"] == alert_id and (purpose is None or p["purpose"] == purpose):
+                if raw or p["delivery_id"] not in seen:
+                    found.append(p)
+                seen.add(p["delivery_id"])
+        return found
+
+    async def _start(self):
+        app = web.Application()
+        app.add_routes([web.post("/hook", self._hook)])
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def start(self) -> "Webhook":
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+def alert(patient: str | None = None, kind: str = "agranulocytosis", severity: str = "critical",
+          observed_at: str = "2026-03-01T08:00:00Z", retracts: str | None = None) -> dict:
+    patient = patient or f"P{uuid.uuid4().hex[:10]}"
+    rec = {"schema": "neutrowatch.alert.v1", "alert_id": stable_id("test", uuid.uuid4().hex),
+           "patient_id": patient, "patient_key": f"TESTHOSP|{patient}", "kind": kind, "severity": severity,
+           "observed_at": observed_at, "summary": f"Agranulocytosis: new episode, ANC 80 (< 100/uL) for {patient}.",
+           "evidence": {"rule": kind}}
+    if retracts:
+        rec.update(kind="alert_retracted", severity="info", retracts_alert_id=retracts,
+                   summary="Retracted: the alert no longer holds.",
+                   evidence={"rule": "alert_retracted", "retracted_alert_id": retracts})
+    return rec
+
+
+class AlertProducer:
+    def __init__(self, bootstrap: str):
+        self._p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", key_serializer=str.encode)
+
+    def send(self, *records: dict) -> None:
+        for r in records:
+            self._p.send(topics.ALERTS, key=r["patient_key"], value=schemas.encode(r))
+        self._p.flush(15)
+
+    def close(self) -> None:
+        self._p.close(5)
