@@ -12,6 +12,8 @@ from neutrowatch.platform.embedded import EmbeddedKafka, EmbeddedRedis
 from neutrowatch.platform.health import Readiness
 from neutrowatch.platform.http import HttpServer, build_app
 from neutrowatch.platform.kafka import ensure_topics
+from neutrowatch.notify.receivers import ConfigError
+from neutrowatch.notify.routing import RoutingError
 from neutrowatch.platform.settings import Settings
 
 
@@ -46,6 +48,7 @@ class Pipeline:
         from neutrowatch.monitor.state_store import StateStore
         from neutrowatch.monitor.supervisor import MonitorSupervisor
         from neutrowatch.monitor.worker import connect_redis
+        from neutrowatch.notify.service import for_pipeline as notify_for_pipeline
 
         readiness = Readiness()
         self.monitor = MonitorSupervisor(settings)
@@ -56,6 +59,7 @@ class Pipeline:
                          settings.api_page_size_max)
         app.add_routes(api.routes())
         readiness.add("monitor", self.monitor.ready)
+        self.notify = notify_for_pipeline(settings, app, readiness)  # None without a routing file
         self.http = HttpServer(app, settings.bind_host, settings.http_port)
         self.host = settings.bind_host
 
@@ -63,12 +67,18 @@ class Pipeline:
         await self.http.start()
         await self.ingest.start()
         await self.monitor.start()
+        if self.notify is not None:
+            await self.notify.start()
         print(f"MLLP (HL7 v2) listening on {self.host}:{self.ingest.mllp.port}", file=out)
         print(f"monitor worker pid {self.monitor.proc.pid} (health on port {self.monitor.port})", file=out)
         print(f"HTTP listening on http://{self.host}:{self.http.port} "
-              "(/fhir, /alerts, /patients, /openapi.json, /healthz, /readyz, /metrics)", file=out, flush=True)
+              "(/fhir, /alerts, /patients, /openapi.json, /healthz, /readyz, /metrics)", file=out)
+        print("notify: " + ("delivering per the routing file" if self.notify else
+                            "off (set --notify-routing-file to deliver alerts)"), file=out, flush=True)
 
     async def stop(self) -> None:
+        if self.notify is not None:
+            await self.notify.stop()
         await self.monitor.stop()
         await self.ingest.stop()
         await self.api_redis.aclose()
@@ -95,7 +105,11 @@ def run(settings: Settings, out: TextIO = sys.stdout) -> int:
         created = ensure_topics(resolved)
         if created:
             print(f"created topics: {', '.join(created)}", file=out)
-        asyncio.run(serve(resolved, out))
+        try:
+            asyncio.run(serve(resolved, out))
+        except (RoutingError, ConfigError) as exc:  # a bad routing file stops `up` with its line
+            print(f"neutrowatch up: {exc}", file=sys.stderr, flush=True)
+            return 2
     return 0
 
 

@@ -81,6 +81,8 @@ def test_inhibition_same_episode_or_window():
     assert d.inhibited(alert(), [crit], 6 * 3600) == d.Decision(False, "inhibited_by_critical", "c" * 32)
     assert d.inhibited(alert(), [crit], 3600).go  # outside the window
     assert d.inhibited(alert(severity="critical"), [crit], 6 * 3600).go  # criticals are never inhibited
+    # a pattern finding says what the critical cannot: never hidden by it
+    assert d.inhibited(alert(kind="post_ivig_neutropenia_pattern"), [crit], 6 * 3600).go
     ep = {"rule": "x", "episode_start": {"observation_id": "o1"}}
     other = d.Critical("c" * 32, crit.observed_at, "o2")
     assert d.inhibited(alert(evidence=ep), [other], 6 * 3600).go  # a different episode

@@ -125,10 +125,16 @@ def silenced(alert: Mapping[str, Any], silences: Iterable[Silence], now: float) 
     return Decision(True, "not_silenced")
 
 
+# Warnings that only restate a count the critical already reported. Pattern findings (post-IVIG,
+# cyclic, chronic, drug-associated, missing baseline) add what the critical cannot say, so a
+# critical never hides them.
+EPISODE_WARNINGS = frozenset({"grade_change", "rapid_decline"})
+
+
 def inhibited(alert: Mapping[str, Any], criticals: Iterable[Critical], window_seconds: float) -> Decision:
-    """A critical alert for the patient suppresses that patient's warnings of the same episode
-    (same episode id when both have one, else observed within the window of each other)."""
-    if alert.get("severity") != "warning":
+    """A critical alert for the patient suppresses that patient's count-level warnings of the same
+    episode (same episode id when both have one, else observed within the window of each other)."""
+    if alert.get("severity") != "warning" or alert.get("kind") not in EPISODE_WARNINGS:
         return Decision(True, "not_inhibited")
     t, episode = observed_epoch(alert), episode_of(alert)
     for c in criticals:

@@ -46,12 +46,13 @@ def render(alert: Mapping[str, Any], job: Job, public_url: str, ack_token: str |
               f"Patient: {alert['patient_id']} ({alert['patient_key']})",
               f"Severity: {alert['severity']}", f"Kind: {alert['kind']}",
               f"Observed at: {alert['observed_at']}", f"Alert: {alert_url}"]
+    if alert.get("anc_cells_per_ul") is not None:
+        lines.insert(len(lines) - 1, f"ANC: {alert['anc_cells_per_ul']:,.0f} cells/uL")
     if ack_url and job.purpose != RETRACTION:
         lines.append(f"Acknowledge (one click): {ack_url}")
     payload = {"delivery_id": delivery_id(job), "purpose": job.purpose, "level": job.level, "receiver": job.receiver,
                "alert_url": alert_url, "ack_url": ack_url if job.purpose != RETRACTION else None,
-               "alert": {k: alert[k] for k in ("alert_id", "patient_id", "patient_key", "kind", "severity",
-                                               "observed_at", "summary") if k in alert}}
+               "alert": alert}  # the whole explained alert (evidence, counts, linked infusions)
     return Message(subject, "\n".join(lines) + "\n", payload)
 
 
