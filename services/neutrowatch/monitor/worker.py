@@ -148,9 +148,8 @@ class MonitorRuntime:
             return False
         if self._kafka_probe is None:
             from aiokafka import AIOKafkaClient
-            self._kafka_probe = AIOKafkaClient(bootstrap_servers=self.settings.kafka_bootstrap,
-                                               client_id="neutrowatch-monitor-probe", request_timeout_ms=1500,
-                                               **_probe_security(self.settings))
+            self._kafka_probe = AIOKafkaClient(client_id="neutrowatch-monitor-probe", request_timeout_ms=1500,
+                                               **self.settings.aiokafka_client_config())
             await self._kafka_probe.bootstrap()
         await asyncio.wait_for(self._kafka_probe.fetch_all_metadata(), 1.5)
         return True
@@ -197,22 +196,6 @@ class MonitorRuntime:
                 await self.waiting()
             except Exception:  # metrics only
                 pass
-
-
-def _probe_security(settings: Settings) -> dict:
-    cfg: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_sasl_mechanism:
-        cfg.update(sasl_mechanism=settings.kafka_sasl_mechanism,
-                   sasl_plain_username=settings.kafka_sasl_username,
-                   sasl_plain_password=settings.kafka_sasl_password.get_secret_value()
-                   if settings.kafka_sasl_password else None)
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-        cfg["ssl_context"] = create_ssl_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None)
-    return cfg
 
 
 def _set_fetch_wait(app: faust.App, ms: int) -> None:

@@ -28,21 +28,6 @@ from neutrowatch.platform.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def kafka_kwargs(settings: Settings) -> dict:
-    kw: dict = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_sasl_mechanism:
-        kw.update(sasl_mechanism=settings.kafka_sasl_mechanism, sasl_plain_username=settings.kafka_sasl_username,
-                  sasl_plain_password=settings.kafka_sasl_password.get_secret_value()
-                  if settings.kafka_sasl_password else None)
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-        kw["ssl_context"] = create_ssl_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-            certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-            keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None)
-    return kw
-
-
 class NotifyService:
     def __init__(self, settings: Settings, app: web.Application, readiness: Readiness,
                  clock: Callable[[], float] = time.time):
@@ -76,11 +61,11 @@ class NotifyService:
         lease = 2 * self.s.notify_send_timeout_seconds + 5
         self.store = Store(self.redis, self.s.notify_redis_prefix, lease)
         self._session = aiohttp.ClientSession()
-        self.producer = AIOKafkaProducer(**kafka_kwargs(self.s), acks="all",
+        self.producer = AIOKafkaProducer(**self.s.aiokafka_client_config(), acks="all",
                                          client_id="neutrowatch-notify")
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(
-            topics.ALERTS, **kafka_kwargs(self.s), group_id=self.s.notify_group, client_id="neutrowatch-notify",
+            topics.ALERTS, **self.s.aiokafka_client_config(), group_id=self.s.notify_group, client_id="neutrowatch-notify",
             enable_auto_commit=False, auto_offset_reset=self.s.notify_offset_reset,
             session_timeout_ms=int(self.s.monitor_session_timeout_seconds * 1000),
             heartbeat_interval_ms=int(self.s.monitor_heartbeat_seconds * 1000),

@@ -130,6 +130,16 @@ class Settings(BaseSettings):
                 cfg[f"ssl_{key}"] = str(value)
         return cfg
 
+    def aiokafka_client_config(self) -> dict:
+        """The same connection settings for aiokafka clients (TLS as an ssl_context)."""
+        cfg = {k: v for k, v in self.kafka_client_config().items() if not k.startswith("ssl_")}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+            cfg["ssl_context"] = create_ssl_context(
+                cafile=_path(self.kafka_ssl_cafile), certfile=_path(self.kafka_ssl_certfile),
+                keyfile=_path(self.kafka_ssl_keyfile))
+        return cfg
+
     def redis_client_kwargs(self) -> dict:
         kwargs: dict = {}
         if self.redis_username:
@@ -139,6 +149,10 @@ class Settings(BaseSettings):
         if self.redis_ssl_ca_certs:
             kwargs["ssl_ca_certs"] = str(self.redis_ssl_ca_certs)
         return kwargs
+
+
+def _path(value: Path | None) -> str | None:
+    return str(value) if value else None
 
 
 def _secret(value: SecretStr | None) -> str | None:
