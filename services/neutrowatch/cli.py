@@ -105,18 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
         ("up", "start the whole pipeline in the foreground (embedded broker/Redis unless given)", _up),
+        ("monitor", "run one streaming-detection worker (faust; group neutrowatch-monitor); "
+                    "needs --kafka and --redis", _monitor),
+        ("notify", "run alert delivery (routes, dedup, silences, retries, escalation, acks; group "
+                   "neutrowatch-notify); needs --kafka, --redis and --notify-routing-file", _notify),
+        ("demo", "start the embedded stack, replay the bundled sample messages, keep running", _demo),
     ]
-    commands.append(("monitor", "run one streaming-detection worker (faust; group neutrowatch-monitor); "
-                     "needs --kafka and --redis", _monitor))
-    commands.append(("notify", "run alert delivery (routes, dedup, silences, retries, escalation, acks; group "
-                     "neutrowatch-notify); needs --kafka, --redis and --notify-routing-file", _notify))
-    commands.append(("demo", "start the embedded stack, replay the bundled sample messages, keep running", _demo))
+    parsers = {}
     for name, help_text, func in commands:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        parsers[name] = p = sub.add_parser(name, help=help_text, description=help_text)
         add_settings_options(p)
         p.set_defaults(func=func)
-        if name == "demo":
-            p.add_argument("--exit-after-replay", action="store_true", help="stop once the replay is shown")
+    parsers["demo"].add_argument("--exit-after-replay", action="store_true", help="stop once the replay is shown")
     topics = sub.add_parser("topics", help="manage NeutroWatch's Kafka topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
     create = topics_sub.add_parser("create", help="create every topic with its partition count")

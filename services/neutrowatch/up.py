@@ -12,6 +12,7 @@ from neutrowatch.platform.embedded import EmbeddedKafka, EmbeddedRedis
 from neutrowatch.platform.health import Readiness
 from neutrowatch.platform.http import HttpServer, build_app
 from neutrowatch.platform.kafka import ensure_topics
+from neutrowatch.platform.redis import connect_redis
 from neutrowatch.notify.receivers import ConfigError
 from neutrowatch.notify.routing import RoutingError
 from neutrowatch.platform.settings import Settings
@@ -47,15 +48,14 @@ class Pipeline:
         from neutrowatch.monitor.api import MonitorApi
         from neutrowatch.monitor.state_store import StateStore
         from neutrowatch.monitor.supervisor import MonitorSupervisor
-        from neutrowatch.monitor.worker import connect_redis
         from neutrowatch.notify.service import for_pipeline as notify_for_pipeline
 
         readiness = Readiness()
         self.monitor = MonitorSupervisor(settings)
         app = build_app(readiness, settings.max_message_bytes, extra_metrics=[self.monitor.metrics_text])
-        self.ingest = IngestService(settings, app, readiness)
-        self.api_redis = connect_redis(settings)
-        api = MonitorApi(StateStore(self.api_redis), load_config(settings.detection_config_file),
+        self.redis = connect_redis(settings)  # one client for ingest and the API
+        self.ingest = IngestService(settings, app, readiness, self.redis)
+        api = MonitorApi(StateStore(self.redis), load_config(settings.detection_config_file),
                          settings.api_page_size_max)
         app.add_routes(api.routes())
         readiness.add("monitor", self.monitor.ready)
@@ -81,8 +81,8 @@ class Pipeline:
             await self.notify.stop()
         await self.monitor.stop()
         await self.ingest.stop()
-        await self.api_redis.aclose()
         await self.http.stop()
+        await self.redis.aclose()
 
 
 async def serve(settings: Settings, out: TextIO) -> None:

@@ -17,16 +17,15 @@ from neutrowatch.platform.settings import Settings
 
 
 class IngestService:
-    def __init__(self, settings: Settings, app: web.Application, readiness: Readiness):
+    def __init__(self, settings: Settings, app: web.Application, readiness: Readiness, redis: Redis):
         codes = load_code_map(settings.local_codes_file)
         self.publisher = Publisher(settings)
-        self.redis = Redis.from_url(settings.redis_url, **settings.redis_client_kwargs())
-        intake = Hl7Intake(self.publisher, ResendGuard(self.redis, settings.dedup_ttl_seconds), codes)
+        intake = Hl7Intake(self.publisher, ResendGuard(redis, settings.dedup_ttl_seconds), codes)
         self.mllp = MllpServer(intake, settings.bind_host, settings.mllp_port,
                                settings.max_message_bytes, settings.mllp_idle_timeout_seconds)
         app.add_routes(FhirIntake(self.publisher, codes).routes())
         readiness.add("kafka", self._kafka_ready)
-        readiness.add("redis", self.redis.ping)
+        readiness.add("redis", redis.ping)
         readiness.add("mllp", self._mllp_ready)
 
     async def start(self) -> None:
@@ -36,7 +35,6 @@ class IngestService:
     async def stop(self) -> None:
         await self.mllp.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.publisher.close)
-        await self.redis.aclose()
 
     async def _kafka_ready(self) -> bool:
         return await asyncio.get_running_loop().run_in_executor(None, self.publisher.connected)

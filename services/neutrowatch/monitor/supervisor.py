@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 _PASSED = ("kafka_bootstrap", "redis_url", "kafka_partitions", "kafka_replication_factor",
            "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username", "kafka_ssl_cafile",
            "kafka_ssl_certfile", "kafka_ssl_keyfile", "redis_username", "redis_ssl_ca_certs",
-           "redis_cluster", "bind_host", "log_level", "log_phi", "produce_timeout_seconds",
+           "redis_cluster", "bind_host", "log_level", "produce_timeout_seconds",
            "detection_config_file")
 
 

@@ -31,22 +31,12 @@ from neutrowatch.platform import metrics
 from neutrowatch.platform.health import Readiness
 from neutrowatch.platform.http import HttpServer, build_app
 from neutrowatch.platform.kafka import OutRecord, ensure_topics
+from neutrowatch.platform.redis import connect_redis
 from neutrowatch.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 APP_ID = "neutrowatch-monitor"
 INPUTS = (topics.LAB_RESULTS, topics.MEDICATION_ADMINISTRATIONS)
-
-
-def connect_redis(settings: Settings):
-    """redis.asyncio client (or cluster client) with bounded socket timeouts."""
-    kwargs: dict[str, Any] = dict(settings.redis_client_kwargs(), socket_timeout=3.0,
-                                  socket_connect_timeout=2.0, health_check_interval=5)
-    if settings.redis_cluster:
-        from redis.asyncio.cluster import RedisCluster
-        return RedisCluster.from_url(settings.redis_url, **kwargs)
-    from redis.asyncio import Redis
-    return Redis.from_url(settings.redis_url, **kwargs)
 
 
 def faust_app(settings: Settings) -> faust.App:

@@ -56,7 +56,7 @@ class NotifyService:
 
     # --- lifecycle
     async def start(self) -> None:
-        from neutrowatch.monitor.worker import connect_redis
+        from neutrowatch.platform.redis import connect_redis
         self.redis = connect_redis(self.s)
         lease = 2 * self.s.notify_send_timeout_seconds + 5
         self.store = Store(self.redis, self.s.notify_redis_prefix, lease)

@@ -114,7 +114,6 @@ class Settings(BaseSettings):
 
     # Observability
     log_level: str = Field("INFO", description="Log level.")
-    log_phi: bool = Field(False, description="Allow patient identifiers in logs (off: never logged).")
 
     def kafka_client_config(self) -> dict:
         """Connection settings shared by kafka-python producers, consumers and admin clients."""
