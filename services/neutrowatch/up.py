@@ -51,14 +51,16 @@ class Pipeline:
         from neutrowatch.notify.service import for_pipeline as notify_for_pipeline
 
         readiness = Readiness()
-        self.monitor = MonitorSupervisor(settings)
-        app = build_app(readiness, settings.max_message_bytes, extra_metrics=[self.monitor.metrics_text])
+        self.monitor = MonitorSupervisor(settings) if settings.up_monitor else None  # else: monitors run apart
+        app = build_app(readiness, settings.max_message_bytes,
+                        extra_metrics=[self.monitor.metrics_text] if self.monitor else [])
         self.redis = connect_redis(settings)  # one client for ingest and the API
         self.ingest = IngestService(settings, app, readiness, self.redis)
         api = MonitorApi(StateStore(self.redis), load_config(settings.detection_config_file),
                          settings.api_page_size_max)
         app.add_routes(api.routes())
-        readiness.add("monitor", self.monitor.ready)
+        if self.monitor is not None:
+            readiness.add("monitor", self.monitor.ready)
         self.notify = notify_for_pipeline(settings, app, readiness)  # None without a routing file
         self.http = HttpServer(app, settings.bind_host, settings.http_port)
         self.host = settings.bind_host
@@ -66,11 +68,15 @@ class Pipeline:
     async def start(self, out: TextIO) -> None:
         await self.http.start()
         await self.ingest.start()
-        await self.monitor.start()
+        if self.monitor is not None:
+            await self.monitor.start()
         if self.notify is not None:
             await self.notify.start()
         print(f"MLLP (HL7 v2) listening on {self.host}:{self.ingest.mllp.port}", file=out)
-        print(f"monitor worker pid {self.monitor.proc.pid} (health on port {self.monitor.port})", file=out)
+        if self.monitor is not None:
+            print(f"monitor worker pid {self.monitor.proc.pid} (health on port {self.monitor.port})", file=out)
+        else:
+            print("monitor: not started here (--no-up-monitor; run `neutrowatch monitor` workers)", file=out)
         print(f"HTTP listening on http://{self.host}:{self.http.port} "
               "(/fhir, /alerts, /patients, /openapi.json, /healthz, /readyz, /metrics)", file=out)
         print("notify: " + ("delivering per the routing file" if self.notify else
@@ -79,7 +85,8 @@ class Pipeline:
     async def stop(self) -> None:
         if self.notify is not None:
             await self.notify.stop()
-        await self.monitor.stop()
+        if self.monitor is not None:
+            await self.monitor.stop()
         await self.ingest.stop()
         await self.http.stop()
         await self.redis.aclose()

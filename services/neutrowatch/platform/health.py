@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Awaitable, Callable
 
+from neutrowatch.platform import metrics
+
 Check = Callable[[], Awaitable[bool]]
 
 
@@ -19,6 +21,8 @@ class Readiness:
     async def report(self) -> dict[str, bool]:
         names = list(self._checks)
         results = await asyncio.gather(*(self._run(self._checks[n]) for n in names))
+        for name, ok in zip(names, results):
+            metrics.READY.labels(name).set(1 if ok else 0)
         return dict(zip(names, results))
 
     async def _run(self, check: Check) -> bool:

@@ -82,3 +82,7 @@ NOTIFY_OPEN_CRITICAL = Gauge(
 NOTIFY_ALERTS_CONSUMED = Counter(
     "neutrowatch_notify_alerts_consumed_total", "Alert records notify consumed, by outcome (accepted, "
     "redelivered, retraction, rejected).", ["outcome"])
+
+# Readiness of every process, one series per named check (set on each /readyz evaluation).
+READY = Gauge("neutrowatch_ready", "1 while the named readiness check passes, 0 when it fails (as of the "
+              "last /readyz).", ["check"])

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
         "processed for this long (a stalled consumer).")
     monitor_retry_max_seconds: float = Field(
         5.0, gt=0, description="Longest back-off between the monitor's retries while Redis or Kafka is away.")
+    up_monitor: bool = Field(
+        True, description="`up` runs a monitor worker as a supervised child process; false (--no-up-monitor) "
+        "when monitor workers run as their own services (`neutrowatch monitor`, docker-compose).")
     monitor_restart_max_seconds: float = Field(
         10.0, gt=0, description="`up`: longest back-off before restarting a monitor worker that died.")
     detection_config_file: Path | None = Field(
