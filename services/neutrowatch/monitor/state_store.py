@@ -24,11 +24,14 @@ in between repeats it (the writes are idempotent):
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
+
+from redis.asyncio.cluster import RedisCluster
 
 from neutrowatch.detection import PatientState
 from neutrowatch.platform import metrics
@@ -97,6 +100,7 @@ class StateStore:
 
     def __init__(self, redis):
         self.redis = redis
+        self._cluster = isinstance(redis, RedisCluster)
         self._commit = redis.register_script(_COMMIT)
 
     async def load_many(self, patient_keys: Iterable[str]) -> dict[str, Loaded]:
@@ -118,15 +122,21 @@ class StateStore:
         if not commits:
             return []
         started = time.perf_counter()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for c in commits:
-                pk = c.loaded.patient_key
-                args: list[Any] = [c.loaded.version, _dumps(c.state.to_dict()), _dumps(c.meta)]
-                for alert in c.alerts:
-                    args += [alert["alert_id"], _dumps(alert)]
-                await self._commit(keys=[state_key(pk), alerts_key(pk), outbox_key(pk)], args=args,
-                                   client=pipe)
-            results = await pipe.execute()
+        calls = []
+        for c in commits:
+            pk = c.loaded.patient_key
+            args: list[Any] = [c.loaded.version, _dumps(c.state.to_dict()), _dumps(c.meta)]
+            for alert in c.alerts:
+                args += [alert["alert_id"], _dumps(alert)]
+            calls.append(([state_key(pk), alerts_key(pk), outbox_key(pk)], args))
+        if self._cluster:
+            # redis-py cannot pipeline scripts on a cluster: run them concurrently instead.
+            results = await asyncio.gather(*(self._commit(keys=k, args=a) for k, a in calls))
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    await self._commit(keys=keys, args=args, client=pipe)
+                results = await pipe.execute()
         metrics.MONITOR_REDIS_SECONDS.labels("commit").observe(time.perf_counter() - started)
         return [int(r) >= 0 for r in results]
 
