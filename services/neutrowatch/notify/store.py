@@ -188,3 +188,29 @@ def silence_dict(s: Silence) -> dict:
 def silence_from(d: dict) -> Silence:
     return Silence(d["id"], tuple((n, frozenset(v)) for n, v in sorted(d["matchers"].items())), d["ends_at"],
                    d.get("starts_at", 0.0), d.get("created_by", ""), d.get("comment", ""))
+
+
+async def delivery_view(redis, prefix: str, alert_ids: list[str]) -> dict[str, dict]:
+    """Read-only, for the alerts page: what notify did with each alert. ``known``: notify consumed
+    it; ``sent``: [{receiver, purpose, level, at}] delivered; ``pending``: notifications still
+    planned; ``acknowledged``: {by, at, note, via} or None; ``retracted``."""
+    k = lambda *parts: ":".join((prefix, *parts))  # noqa: E731 (same layout as Store.k)
+    pipe = redis.pipeline(transaction=False)
+    for a in alert_ids:
+        pipe.exists(k("alert", a))
+        pipe.hgetall(k("sent", a))
+        pipe.scard(k("ajobs", a))
+        pipe.hgetall(k("ack", a))
+        pipe.exists(k("retracted", a))
+    raw = await pipe.execute() if alert_ids else []
+    out = {}
+    for i, a in enumerate(alert_ids):
+        known, sent, pending, ack, retracted = raw[5 * i:5 * i + 5]
+        rows = []
+        for key, at in sent.items():
+            receiver, purpose, level = key.decode().split("|", 1)[1].rsplit("|", 2)
+            rows.append({"receiver": receiver, "purpose": purpose, "level": int(level), "at": float(at)})
+        out[a] = {"known": bool(known), "sent": sorted(rows, key=lambda r: r["at"]), "pending": int(pending),
+                  "acknowledged": {x.decode(): y.decode() for x, y in ack.items()} or None,
+                  "retracted": bool(retracted)}
+    return out
