@@ -49,6 +49,7 @@ class Pipeline:
         from neutrowatch.monitor.state_store import StateStore
         from neutrowatch.monitor.supervisor import MonitorSupervisor
         from neutrowatch.notify.service import for_pipeline as notify_for_pipeline
+        from neutrowatch.web import register as register_pages
 
         readiness = Readiness()
         self.monitor = MonitorSupervisor(settings) if settings.up_monitor else None  # else: monitors run apart
@@ -59,6 +60,7 @@ class Pipeline:
         api = MonitorApi(StateStore(self.redis), load_config(settings.detection_config_file),
                          settings.api_page_size_max)
         app.add_routes(api.routes())
+        register_pages(app, api, self.redis, settings)  # /patients/{key} and /alerts for browsers, /static
         if self.monitor is not None:
             readiness.add("monitor", self.monitor.ready)
         self.notify = notify_for_pipeline(settings, app, readiness)  # None without a routing file

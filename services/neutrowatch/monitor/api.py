@@ -5,7 +5,7 @@ Shapes are in openapi.py (served at /openapi.json)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -19,6 +19,8 @@ SEVERITIES = ("info", "warning", "critical")
 class MonitorApi:
     def __init__(self, store: StateStore, config: DetectionConfig, page_size_max: int = 500):
         self.store, self.config, self.page_max = store, config, page_size_max
+        # The HTML side of GET /alerts for browsers (set by neutrowatch.web.register); JSON stays the default.
+        self.alerts_html: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/alerts", self.alerts), web.get("/alerts/{alert_id}", self.alert),
@@ -28,7 +30,14 @@ class MonitorApi:
     async def openapi(self, _request: web.Request) -> web.Response:
         return web.json_response(openapi.document())
 
-    async def alerts(self, request: web.Request) -> web.Response:
+    async def alerts(self, request: web.Request) -> web.StreamResponse:
+        if self.alerts_html is not None and prefers_html(request.headers.get("Accept", "")):
+            return await self.alerts_html(request)
+        response = await self._alerts_json(request)
+        response.headers["Vary"] = "Accept"
+        return response
+
+    async def _alerts_json(self, request: web.Request) -> web.Response:
         q = request.query
         try:
             limit = int(q.get("limit", "50"))
@@ -44,6 +53,15 @@ class MonitorApi:
         if severity and severity not in SEVERITIES:
             return _problem(400, "severity must be info, warning or critical")
 
+        page, more, position = await self.find_alerts(patient, kind, severity, since, limit, offset)
+        body: dict[str, Any] = {"alerts": page, "count": len(page), "offset": offset, "limit": limit}
+        if more:
+            body["next"] = str(request.rel_url.update_query({"offset": str(position), "limit": str(limit)}))
+        return web.json_response(body)
+
+    async def find_alerts(self, patient: str | None, kind: str | None, severity: str | None,
+                          since: float | None, limit: int, offset: int) -> tuple[list[dict], bool, int]:
+        """(alerts newest observed_at first, whether there are more, position to continue from)."""
         def keep(a: dict[str, Any]) -> bool:
             return ((not kind or a["kind"] == kind) and (not severity or a["severity"] == severity)
                     and (since is None or _epoch(a["observed_at"]) >= since))
@@ -66,10 +84,7 @@ class MonitorApi:
                     position += 1
                 if len(ids) < chunk:
                     break
-        body: dict[str, Any] = {"alerts": page, "count": len(page), "offset": offset, "limit": limit}
-        if more:
-            body["next"] = str(request.rel_url.update_query({"offset": str(position), "limit": str(limit)}))
-        return web.json_response(body)
+        return page, more, position
 
     async def alert(self, request: web.Request) -> web.Response:
         found = await self.store.alert(request.match_info["alert_id"])
@@ -83,14 +98,33 @@ class MonitorApi:
         loaded = await self._loaded(request)
         if loaded is None:
             return _problem(404, "no such patient")
-        timeline = views.anc_timeline(loaded.state, loaded.meta, self.config)
-        return web.json_response({"patient_key": loaded.patient_key, "unit": "cells/uL", "anc": timeline})
+        return web.json_response(views.timeline(loaded.state, loaded.meta, self.config))
 
     async def state(self, request: web.Request) -> web.Response:
         loaded = await self._loaded(request)
         if loaded is None:
             return _problem(404, "no such patient")
         return web.json_response(views.patient_state(loaded.state, self.config))
+
+
+def prefers_html(accept: str) -> bool:
+    """True when the Accept header ranks text/html above application/json (browsers do; API
+    clients sending nothing, */* or application/json get JSON)."""
+    def q(media: str) -> float:
+        best = 0.0
+        for part in accept.split(","):
+            kind, *params = [p.strip() for p in part.split(";")]
+            if kind.lower() == media:
+                weight = 1.0
+                for p in params:
+                    if p.startswith("q="):
+                        try:
+                            weight = float(p[2:])
+                        except ValueError:
+                            weight = 0.0
+                best = max(best, weight)
+        return best
+    return q("text/html") > q("application/json")
 
 
 def _problem(status: int, detail: str) -> web.Response:

@@ -45,6 +45,41 @@ def document() -> dict[str, Any]:
                                                 "started_at": {"type": "string", "format": "date-time"},
                                                 "dose_mg_per_kg": {"type": "number"},
                                                 "days_after_start": {"type": "number"}}}}}}
+    point = {"type": ["object", "null"], "properties": {
+        "observation_id": {"type": "string"}, "value": {"type": "number"},
+        "collected_at": {"type": "string", "format": "date-time"},
+        "days_after_start": {"type": "number", "description": "days after the course started"}}}
+    limits = {"type": "object", "description": "Grade limits (cells/uL) in force: normal >= normal, mild >= mild, "
+              "moderate >= moderate, severe >= agranulocytosis, agranulocytosis below.",
+              "properties": {
+                  "from": {"type": ["string", "null"], "format": "date-time",
+                           "description": "first count graded under these limits; null: from the start"},
+                  "to": {"type": ["string", "null"], "format": "date-time", "description": "null: still in force"},
+                  "profile": {"type": "string"},
+                  "basis": {"enum": ["profile", "age", "baseline_override", "threshold_override"]},
+                  "normal": {"type": "number"}, "mild": {"type": "number"}, "moderate": {"type": "number"},
+                  "agranulocytosis": {"type": "number"}}}
+    administration = {"type": "object", "properties": {
+        "administration_id": {"type": "string"}, "drug_class": {"type": "string"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "ended_at": {"type": ["string", "null"], "format": "date-time"},
+        "dose_mg_per_kg": {"type": ["number", "null"]},
+        "status": {"enum": ["completed", "in-progress", "stopped", "not-done"]},
+        "role": {"enum": ["ivig", "watched", "other"],
+                 "description": "ivig; a drug on the detection watch list; other kept classes (G-CSF)"}}}
+    temperature = {"type": "object", "properties": {
+        "observation_id": {"type": "string"}, "value": {"type": "number"}, "unit": {"const": "Cel"},
+        "collected_at": {"type": "string", "format": "date-time"}, "status": {"enum": ["P", "F", "C"]}}}
+    course = {"type": "object", "description": "One IVIG course as the post-IVIG rule measures it.", "properties": {
+        "started_at": {"type": "string", "format": "date-time"},
+        "administration_ids": {"type": "array", "items": {"type": "string"}},
+        "dose_mg_per_kg": {"type": ["number", "null"], "description": "total of the course"},
+        "interval_days": {"type": ["number", "null"], "description": "since the previous course"},
+        "pre": point, "early": {**point, "description": "lowest count ivig_early_hours (12-60 h) after"},
+        "nadir": {**point, "description": "lowest count up to ivig_nadir_days after (or the next course)"},
+        "recovery_before_next": {**point, "description": "highest count after the nadir before the next course"},
+        "recovered": {"type": ["boolean", "null"]},
+        "dip": {"type": ["boolean", "null"], "description": "null: not evaluable (no pre or post count)"}}}
     episode = {"type": "object", "properties": {
         "kind": {"enum": ["neutropenia", "severe", "agranulocytosis"]},
         "started_at": {"type": "string", "format": "date-time"}, "start_observation_id": {"type": "string"},
@@ -68,14 +103,27 @@ def document() -> dict[str, Any]:
                     _q("limit", {"type": "integer", "minimum": 1, "default": 50}, "page size"),
                     _q("offset", {"type": "integer", "minimum": 0, "default": 0},
                        "position to continue from (use `next`)")],
-                "responses": {"200": _json("AlertPage", "A page of alerts"), "400": _PROBLEM}}},
+                "responses": {"200": {"description": "A page of alerts (JSON, the default)", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/AlertPage"}},
+                    "text/html": {"schema": {"type": "string", "description": (
+                        "When Accept ranks text/html above application/json (a browser): the alerts page with "
+                        "each alert's delivery state and an Acknowledge button; its query parameters are "
+                        "severity, show (open | all) and limit.")}}}},
+                    "400": _PROBLEM}}},
             "/alerts/{alert_id}": {"get": {
                 "summary": "One alert",
                 "parameters": [{"name": "alert_id", "in": "path", "required": True,
                                 "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}],
                 "responses": {"200": _json("Alert", "The alert"), "404": _PROBLEM}}},
+            "/patients/{patient}": {"get": {
+                "summary": "The patient's timeline page (HTML): ANC on a log axis with grade bands, IVIG and "
+                           "watched-drug administrations, temperatures, alerts, IVIG course table",
+                "parameters": [_PATIENT],
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                              "404": {"description": "no such patient (HTML)"}}}},
             "/patients/{patient}/anc": {"get": {
-                "summary": "Normalised ANC timeline (within the engine's bounded history)",
+                "summary": "Normalised ANC timeline (within the engine's bounded history) with the grade limits in "
+                           "force, administrations, temperatures and per-course IVIG figures",
                 "parameters": [_PATIENT],
                 "responses": {"200": _json("AncTimeline", "Timeline, oldest first"), "404": _PROBLEM}}},
             "/patients/{patient}/state": {"get": {
@@ -96,9 +144,25 @@ def document() -> dict[str, Any]:
                 "count": {"type": "integer"}, "offset": {"type": "integer"}, "limit": {"type": "integer"},
                 "next": {"type": "string", "description": "URL of the next page, when there is one"}}},
             "AncObservation": observation,
-            "AncTimeline": {"type": "object", "properties": {
+            "AncTimeline": {"type": "object", "required": ["patient_key", "unit", "anc", "grade_limits",
+                                                           "administrations", "temperatures", "ivig_courses"],
+                            "properties": {
                 "patient_key": {"type": "string"}, "unit": {"const": "cells/uL"},
-                "anc": {"type": "array", "items": {"$ref": "#/components/schemas/AncObservation"}}}},
+                "anc": {"type": "array", "items": {"$ref": "#/components/schemas/AncObservation"}},
+                "grade_limits": {"type": "array", "items": {"$ref": "#/components/schemas/GradeLimits"}},
+                "administrations": {"type": "array", "description": "IVIG, G-CSF and watch-list drugs kept in the "
+                                    "history, oldest first", "items": {"$ref": "#/components/schemas/Administration"}},
+                "temperatures": {"type": "array", "description": "body temperatures kept (within "
+                                 "history_temperature_days of the newest result)",
+                                 "items": {"$ref": "#/components/schemas/Temperature"}},
+                "fever_c": {"type": "object", "description": "febrile-neutropenia temperature thresholds (°C)",
+                            "properties": {"single": {"type": "number"}, "sustained": {"type": "number"},
+                                           "sustained_minutes": {"type": "number"}}},
+                "ivig_courses": {"type": "array", "items": {"$ref": "#/components/schemas/IvigCourse"}}}},
+            "GradeLimits": limits,
+            "Administration": administration,
+            "Temperature": temperature,
+            "IvigCourse": course,
             "Episode": episode,
             "PatientState": {"type": "object", "properties": {
                 "patient_key": {"type": "string"},
