@@ -48,6 +48,8 @@ class NotifyService:
         self.assigned = False
         self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
+        self._oldest_open_critical: float | None = None  # refreshed from Redis by _gauges
+        metrics.NOTIFY_OLDEST_UNACKED_CRITICAL_AGE.set_function(self._oldest_open_critical_age)
         from neutrowatch.notify.api import NotifyApi
         app.add_routes(NotifyApi(self).routes())
         readiness.add("notify_kafka", self._kafka_ready)
@@ -228,6 +230,7 @@ class NotifyService:
         await self.store.cancel(pending, [audit.record(j, alert, "cancelled", "acknowledged", now,
                                                        self._type(j.receiver)) for j in pending])
         log.info("notify: alert %s acknowledged via %s; %d escalations cancelled", alert_id[:8], via, len(pending))
+        await self.refresh_gauges()
         return 200, {"acknowledged": True, "already": False, "ack": ack, "escalations_cancelled": len(pending)}
 
     # --- audit outbox and gauges
@@ -247,10 +250,20 @@ class NotifyService:
             await self.store.outbox_done(raw)
 
     async def _gauges(self) -> None:
-        assert self.store is not None
         while True:
-            metrics.NOTIFY_OPEN_CRITICAL.set(await self.store.open_criticals())
-            await asyncio.sleep(5)
+            await self.refresh_gauges()
+            await asyncio.sleep(1)
+
+    async def refresh_gauges(self) -> None:
+        """Open criticals from Redis (shared by every notify replica); the oldest one's age is
+        computed at scrape time from its first delivery, so it keeps rising between refreshes."""
+        assert self.store is not None
+        metrics.NOTIFY_OPEN_CRITICAL.set(await self.store.open_criticals())
+        self._oldest_open_critical = await self.store.oldest_open_critical()
+
+    def _oldest_open_critical_age(self) -> float:
+        oldest = self._oldest_open_critical
+        return 0.0 if oldest is None else max(0.0, self.clock() - oldest)
 
     def _type(self, receiver: str) -> str:
         sender = self.senders.get(receiver)

@@ -159,6 +159,11 @@ class Store:
     async def open_criticals(self) -> int:
         return await self.r.zcard(self.k("open_critical"))
 
+    async def oldest_open_critical(self) -> float | None:
+        """First-delivery time of the oldest delivered, unacknowledged, unretracted critical alert."""
+        oldest = await self.r.zrange(self.k("open_critical"), 0, 0, withscores=True)
+        return float(oldest[0][1]) if oldest else None
+
     # --- silences
     async def put_silence(self, s: Silence) -> None:
         await self.r.hset(self.k("silences"), s.id, json.dumps(silence_dict(s)))

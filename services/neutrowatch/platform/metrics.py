@@ -79,6 +79,9 @@ NOTIFY_ACK_SECONDS = Histogram(
 NOTIFY_OPEN_CRITICAL = Gauge(
     "neutrowatch_notify_open_unacknowledged_critical_alerts", "Critical alerts delivered and not acknowledged "
     "(nor retracted).")
+NOTIFY_OLDEST_UNACKED_CRITICAL_AGE = Gauge(
+    "neutrowatch_notify_oldest_unacknowledged_critical_age_seconds", "Age (now - first delivery) of the oldest "
+    "critical alert delivered and neither acknowledged nor retracted; 0 when there is none.")
 NOTIFY_ALERTS_CONSUMED = Counter(
     "neutrowatch_notify_alerts_consumed_total", "Alert records notify consumed, by outcome (accepted, "
     "redelivered, retraction, rejected).", ["outcome"])
