@@ -32,8 +32,14 @@ setup: $(STAMP)
 test: setup
 	$(BIN)/python -m pytest -q
 
-demo: setup
-	$(BIN)/neutrowatch demo
+# The demo needs only the Python packages and redis-server (the browser and tools the tests use
+# are not installed for it). DEMO_ARGS passes options, e.g. DEMO_ARGS=--exit-after-replay.
+demo: $(STAMP)
+	@command -v redis-server >/dev/null 2>&1 || { echo "installing Debian package: redis-server"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+	@$(BIN)/neutrowatch demo $(DEMO_ARGS)
 
 up: setup
 	$(BIN)/neutrowatch up

@@ -62,7 +62,7 @@ def _notify(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from neutrowatch import demo
-    return demo.run(settings_from(args), keep_running=not args.exit_after_replay)
+    return demo.run(settings_from(args), args)
 
 
 def _topics_create(args: argparse.Namespace) -> int:
@@ -109,14 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "needs --kafka and --redis", _monitor),
         ("notify", "run alert delivery (routes, dedup, silences, retries, escalation, acks; group "
                    "neutrowatch-notify); needs --kafka, --redis and --notify-routing-file", _notify),
-        ("demo", "start the embedded stack, replay the bundled sample messages, keep running", _demo),
+        ("demo", "start the embedded stack, replay the bundled demo patients and sample messages "
+                 "printing each alert, keep the pages running", _demo),
     ]
     parsers = {}
     for name, help_text, func in commands:
         parsers[name] = p = sub.add_parser(name, help=help_text, description=help_text)
         add_settings_options(p)
         p.set_defaults(func=func)
-    parsers["demo"].add_argument("--exit-after-replay", action="store_true", help="stop once the replay is shown")
+    from neutrowatch import demo
+    demo.add_arguments(parsers["demo"])
     topics = sub.add_parser("topics", help="manage NeutroWatch's Kafka topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True)
     create = topics_sub.add_parser("create", help="create every topic with its partition count")
