@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import urllib.request
 import uuid
 
 import hl7
@@ -44,6 +45,13 @@ def test_up_with_embedded_servers_is_ready_and_stops_everything_on_sigterm():
         assert status == 200 and body["checks"] == {"kafka": True, "redis": True, "mllp": True, "monitor": True}
         assert http_json(f"http://127.0.0.1:{http_port}/healthz")[0] == 200
         assert len(children) == 3  # broker, redis-server, monitor worker
+        # One /metrics for the whole process tree, each family once, with the worker's own values.
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as response:
+            lines = response.read().decode().splitlines()
+        assert [line for line in lines if line.startswith("neutrowatch_monitor_ready ")] == [
+            "neutrowatch_monitor_ready 1.0"]
+        assert len([line for line in lines if line.startswith("neutrowatch_monitor_assigned_partitions ")]) == 1
+        assert 'neutrowatch_ready{check="kafka"} 1.0' in lines
     finally:
         took = service.stop()
     assert took < 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Awaitable, Callable, Sequence
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from neutrowatch.platform.health import Readiness
 
@@ -23,14 +23,34 @@ def build_app(readiness: Readiness, max_body_bytes: int,
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     async def metrics(_request: web.Request) -> web.Response:
-        body = generate_latest()
-        for source in extra_metrics:
-            body += await source()
+        await readiness.report()  # keeps neutrowatch_ready current on every scrape
+        children = b"".join([await source() for source in extra_metrics])
+        body = generate_latest(_Without(_family_names(children))) + children
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application(client_max_size=max_body_bytes)
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)])
     return app
+
+
+class _Without:
+    """This process's registry minus the families a child process reports: the child's values
+    are the real ones, and Prometheus would keep only the first of two samples."""
+
+    def __init__(self, names: set[str]):
+        self.names = names
+
+    def collect(self):
+        return (m for m in REGISTRY.collect() if m.name not in self.names)
+
+
+def _family_names(exposition: bytes) -> set[str]:
+    names = set()
+    for line in exposition.decode().splitlines():
+        if line.startswith("# TYPE "):
+            name = line.split()[2]
+            names |= {name, name.removesuffix("_total")}
+    return names
 
 
 class HttpServer:
