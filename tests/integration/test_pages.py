@@ -131,13 +131,13 @@ def expected_from_scenario(records: list[dict]) -> dict[str, int]:
             anc[r["observation_id"]] = r["status"]
     ivig = {r["administration_id"] for r in records if r["schema"] == "neutrowatch.medication-administration.v1"
             and r["drug_class"] == "ivig" and r["status"] not in ("not-done", "entered-in-error")}
-    watched = {w.drug_class for w in DetectionConfig().watch_list}
+    watched = {w.drug_class for w in DetectionConfig().watch_list} | {"gcsf"}  # the drugs the engine keeps
     drugs = {r["administration_id"] for r in records if r["schema"] == "neutrowatch.medication-administration.v1"
              and r["drug_class"] in watched}
     return {"anc": sum(1 for s in anc.values() if s not in ("X", "D")), "ivig": len(ivig), "drugs": len(drugs)}
 
 
-def settled(stack, records: list[dict], timeout: float = 60) -> tuple[str, list[dict]]:
+def settled(stack, records: list[dict], timeout: float = 90) -> tuple[str, list[dict]]:
     """Feed a scenario through the pipeline; wait until every count is in and the alerts are stable."""
     key = records[0]["patient_key"]
     produce(stack["kafka"], records)
@@ -154,7 +154,7 @@ def settled(stack, records: list[dict], timeout: float = 60) -> tuple[str, list[
         ids = sorted(a["alert_id"] for a in patient_alerts(stack, key))
         seen.append(ids)
         return len(seen) >= 8 and ids and all(s == ids for s in seen[-8:])  # unchanged for ~2 s
-    assert wait_until(stable, 30, every=0.25)
+    assert wait_until(stable, 45, every=0.25), stack["service"].output()[-3000:]
     return key, patient_alerts(stack, key)
 
 
@@ -228,6 +228,7 @@ def test_ivig_case_timeline_draws_every_count_infusion_and_alert(stack, ivig_cas
     assert page.page.locator("#patient-alerts tbody tr").count() == len(alerts)
     assert page.page.locator("#patterns li").first.inner_text().startswith("Post-IVIG neutropenia pattern")
     page.page.screenshot(path=str(SHOTS / "neutrowatch-patient-ivig.png"), full_page=True)
+    page.page.locator("section.card").first.screenshot(path=str(SHOTS / "neutrowatch-patient-ivig-chart.png"))
     assert page.console_errors == [] and page.page_errors == []
 
 
@@ -266,9 +267,9 @@ def test_temperatures_and_watched_drugs_are_drawn(stack, page):
         if temps:
             assert len(timeline["temperatures"]) == temps
             assert page.page.get_attribute("#temp-chart", "data-temperature-points") == str(temps)
-            page.page.screenshot(path=str(SHOTS / "neutrowatch-patient-febrile.png"), full_page=True)
         else:
             assert page.page.locator("#temp-empty").is_visible()
+        page.page.screenshot(path=str(SHOTS / f"neutrowatch-patient-{scenario}.png"), full_page=True)
     assert page.console_errors == [] and page.page_errors == []
 
 
@@ -317,6 +318,14 @@ def test_acknowledging_a_critical_alert_from_the_alerts_page(stack, ivig_case, p
     assert ack and ack["by"] == "Dr Test" and ack["via"] == "api"
     assert get(stack, f"/alerts/{target}")[0] == 200
     page.page.screenshot(path=str(SHOTS / "neutrowatch-alerts.png"), full_page=True)
+
+    # the patient page links to the patient's alerts with their delivery state
+    page.open(f"/patients/{q(ivig_case['key'])}")
+    page.page.click("text=Delivery and acknowledgement")
+    page.page.wait_for_selector("body[data-ready]")
+    listed = page.page.locator("#alerts-table tbody tr")
+    assert listed.count() == sum(a["kind"] != "alert_retracted" for a in ivig_case["alerts"])  # withdrawn ones too
+    assert page.page.locator(f'tr[data-alert-id="{target}"]').get_attribute("data-state") == "acknowledged"
 
     # after a reload: gone from the open list, shown as acknowledged under "all"
     page.open("/alerts?severity=critical&limit=500")

@@ -27,6 +27,21 @@ ALERT = {"schema": "neutrowatch.alert.v1", "alert_id": "a" * 32, "patient_id": "
          "summary": "Severe <b>neutropenia</b>", "evidence": {"rule": "severe_neutropenia"}}
 
 
+class FakeRedis:
+    """Answers notify's delivery_view reads as an empty store would."""
+
+    def pipeline(self, transaction=False):
+        calls = []
+
+        class Pipe:
+            def __getattr__(self, name):
+                return lambda *args: calls.append(name)
+
+            async def execute(self):
+                return [{} if c in ("hgetall",) else 0 for c in calls]
+        return Pipe()
+
+
 class FakeStore:
     """The two index reads the alert listing uses, and an empty patient."""
 
@@ -48,7 +63,7 @@ def serve(coro_fn, alerts=(ALERT,)):
         api = MonitorApi(FakeStore(list(alerts)), DetectionConfig())
         app = web.Application()
         app.add_routes(api.routes())
-        pages.register(app, api, None, SimpleNamespace(notify_routing_file=None, notify_redis_prefix="nw:notify"))
+        pages.register(app, api, FakeRedis(), SimpleNamespace(notify_routing_file=None, notify_redis_prefix="nw:notify"))
         async with TestClient(TestServer(app)) as client:
             return await coro_fn(client)
     return asyncio.run(main())
@@ -99,7 +114,7 @@ def test_delivery_state_is_the_most_decisive_fact():
     esc = sent + [{"receiver": "pager", "purpose": "escalation", "level": 1, "at": 1700000300.0}]
     base = {"known": True, "sent": [], "pending": 0, "acknowledged": None, "retracted": False}
     ack = {"by": "Dr A", "at": "2023-11-14T22:20:00Z", "via": "api"}
-    assert delivery(None, False).state == "not_tracked"
+    assert delivery({**base, "known": False}, False, notify_here=False).state == "not_tracked"
     assert delivery({**base, "known": False}, False).state == "waiting"
     assert delivery({**base, "pending": 1}, False).state == "scheduled"
     assert delivery(base, False).state == "not_sent"

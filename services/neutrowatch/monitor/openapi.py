@@ -108,7 +108,7 @@ def document() -> dict[str, Any]:
                     "text/html": {"schema": {"type": "string", "description": (
                         "When Accept ranks text/html above application/json (a browser): the alerts page with "
                         "each alert's delivery state and an Acknowledge button; its query parameters are "
-                        "severity, show (open | all) and limit.")}}}},
+                        "severity, patient, show (open | all) and limit.")}}}},
                     "400": _PROBLEM}}},
             "/alerts/{alert_id}": {"get": {
                 "summary": "One alert",

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 
 def register(app: web.Application, api: "MonitorApi", redis, settings: "Settings") -> None:
-    notify_prefix = settings.notify_redis_prefix if settings.notify_routing_file else None
-    alerts = AlertsPage(api, redis, notify_prefix)
+    # notify may run here (a routing file) or as its own service on the same Redis (docker-compose):
+    # the delivery state is read from its store either way.
+    alerts = AlertsPage(api, redis, settings.notify_redis_prefix, bool(settings.notify_routing_file))
     api.alerts_html = alerts.handle
     app.add_routes([web.get("/patients/{patient}", PatientPage(api).handle),
                     web.get("/static/{path:.+}", assets.static)])

@@ -2,7 +2,8 @@
 Acknowledge button that calls POST /alerts/{id}/ack with the token the user typed (static/js/alerts.js).
 
 Query: show=open (default: neither acknowledged nor retracted) | all; severity=critical|warning|info;
-limit (how many of the newest alerts to look at, default 200). Sorted critical first, then newest."""
+patient (a patient_key); limit (how many of the newest alerts to look at, default 200). Sorted
+critical first, then newest."""
 from __future__ import annotations
 
 import urllib.parse
@@ -23,12 +24,12 @@ SHOW = ("open", "all")
 
 
 class AlertsPage:
-    def __init__(self, api: "MonitorApi", redis, notify_prefix: str | None):
-        self.api, self.redis, self.prefix = api, redis, notify_prefix
+    def __init__(self, api: "MonitorApi", redis, notify_prefix: str, notify_here: bool):
+        self.api, self.redis, self.prefix, self.notify_here = api, redis, notify_prefix, notify_here
 
     async def handle(self, request: web.Request) -> web.Response:
         q = request.query
-        show, severity = q.get("show", "open"), q.get("severity") or None
+        show, severity, patient = q.get("show", "open"), q.get("severity") or None, q.get("patient") or None
         try:
             limit = int(q.get("limit", "200"))
         except ValueError:
@@ -37,31 +38,30 @@ class AlertsPage:
             return page("Bad request", render("message.html", heading="Bad request", text=(
                 f"show is open or all, severity critical, warning or info, limit 1..{self.api.page_max}.")),
                 status=400)
-        rows = await self.rows(severity, limit)
+        rows = await self.rows(severity, patient, limit)
         shown = [(a, d) for a, d in rows if show == "all" or d.open]
-        body = render("alerts.html", filters=self.filters(show, severity),
+        body = render("alerts.html", filters=self.filters(show, severity, patient),
                       count=f"{len(shown)} {'open ' if show == 'open' else ''}alert{'' if len(shown) == 1 else 's'}"
-                            f" of the newest {len(rows)}",
-                      rows=Safe("\n".join(row(a, d) for a, d in shown)) if shown else render("no_alerts.html"),
-                      notify=("on" if self.prefix else "off"))
-        return page("Alerts · NeutroWatch", body, SCRIPTS, data={"notify": "on" if self.prefix else "off"})
+                            f" of the newest {len(rows)}" + (f" for {patient}" if patient else ""),
+                      rows=Safe("\n".join(row(a, d) for a, d in shown)) if shown else render("no_alerts.html"))
+        return page("Alerts · NeutroWatch", body, SCRIPTS)
 
-    async def rows(self, severity: str | None, limit: int) -> list[tuple[dict[str, Any], Delivery]]:
-        found, _, _ = await self.api.find_alerts(None, None, severity, None, limit, 0)
-        notices, _, _ = await self.api.find_alerts(None, "alert_retracted", None, None, self.api.page_max, 0)
+    async def rows(self, severity: str | None, patient: str | None,
+                   limit: int) -> list[tuple[dict[str, Any], Delivery]]:
+        found, _, _ = await self.api.find_alerts(patient, None, severity, None, limit, 0)
+        notices, _, _ = await self.api.find_alerts(patient, "alert_retracted", None, None, self.api.page_max, 0)
         withdrawn = {n.get("retracts_alert_id") for n in notices}
         alerts = [a for a in found if a["kind"] != "alert_retracted"]
-        views = await delivery_view(self.redis, self.prefix, [a["alert_id"] for a in alerts]) if self.prefix else {}
-        out = [(a, delivery(views.get(a["alert_id"]) if self.prefix else None, a["alert_id"] in withdrawn))
-               for a in alerts]
+        views = await delivery_view(self.redis, self.prefix, [a["alert_id"] for a in alerts])
+        out = [(a, delivery(views[a["alert_id"]], a["alert_id"] in withdrawn, self.notify_here)) for a in alerts]
         out.sort(key=lambda r: r[0]["observed_at"], reverse=True)
         out.sort(key=lambda r: labels.SEVERITY_RANK.get(r[0]["severity"], 9))
         return out
 
     @staticmethod
-    def filters(show: str, severity: str | None) -> Safe:
+    def filters(show: str, severity: str | None, patient: str | None) -> Safe:
         def link(text: str, current: bool, **query: str | None) -> str:
-            href = "/alerts?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
+            href = "/alerts?" + urllib.parse.urlencode({k: v for k, v in {**query, "patient": patient}.items() if v})
             return render("filter_link.html", href=href, text=text, current="true" if current else "false")
         shows = [link(t, show == s, show=s, severity=severity) for s, t in (("open", "Open"), ("all", "All"))]
         sevs = [link(t, severity == s, show=show, severity=s) for s, t in

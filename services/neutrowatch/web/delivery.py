@@ -25,15 +25,13 @@ class Delivery:
         return self.state in OPEN
 
 
-def delivery(view: dict[str, Any] | None, retracted: bool) -> Delivery:
-    """``view``: one entry of notify.store.delivery_view, None when notify does not run here;
-    ``retracted``: the monitor withdrew the alert (an alert_retracted record names it)."""
-    if view is None:
-        return Delivery("retracted", "withdrawn by the monitor") if retracted else \
-            Delivery("not_tracked", "notify is not running with this server")
+def delivery(view: dict[str, Any], retracted: bool, notify_here: bool = True) -> Delivery:
+    """``view``: one entry of notify.store.delivery_view; ``retracted``: the monitor withdrew the
+    alert (an alert_retracted record names it); ``notify_here``: notify runs in this process (else
+    it may run as its own service, or not at all)."""
     ack = view.get("acknowledged")
     if retracted or view.get("retracted"):
-        return Delivery("retracted", "withdrawn by the monitor; receivers told", ack=ack)
+        return Delivery("retracted", "withdrawn by the monitor", ack=ack)
     if ack:
         return Delivery("acknowledged", f"by {ack.get('by', '?')} at", iso(ack.get("at")), ack=ack)
     sent = view.get("sent") or []
@@ -51,7 +49,9 @@ def delivery(view: dict[str, Any] | None, retracted: bool) -> Delivery:
     if known:
         return Delivery("not_sent", "routed but not delivered: suppressed, silenced or failed (see the audit topic)",
                         can_ack=True)
-    return Delivery("waiting", "notify has not consumed this alert yet")
+    if notify_here:
+        return Delivery("waiting", "notify has not consumed this alert yet")
+    return Delivery("not_tracked", "no delivery record (notify has not seen it, or does not run)")
 
 
 def _datetime(value: Any) -> datetime | None:

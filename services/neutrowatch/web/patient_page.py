@@ -2,6 +2,7 @@
 script reads the JSON API (/patients/{key}/anc and /state, /alerts?patient=) and draws the chart."""
 from __future__ import annotations
 
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -24,5 +25,6 @@ class PatientPage:
         loaded = await self.api.store.load(key)
         if not loaded.state.patient_key:
             return page("Unknown patient", render("not_found.html", what="patient", key=key), status=404)
-        return page(f"{key} · ANC timeline", render("patient.html", key=key), SCRIPTS,
+        alerts_href = "/alerts?" + urllib.parse.urlencode({"show": "all", "patient": key})
+        return page(f"{key} · ANC timeline", render("patient.html", key=key, alerts_href=alerts_href), SCRIPTS,
                     data={"patient-key": key})

@@ -88,9 +88,8 @@ async function acknowledge(button) {
 
 function main() {
   localTimes();
-  if ($("ack-panel").dataset.notify !== "on") {
-    $("token-form").hidden = true;
-    say("Acknowledging needs the notify service: start neutrowatch up with --notify-routing-file.", "error");
+  if (!document.querySelector("button.ack")) {
+    $("ack-panel").hidden = true; // nothing notify could acknowledge on this page
   } else {
     showCredentials();
   }

@@ -1,7 +1,7 @@
 // The temperature chart under the ANC chart: same time axis, the febrile thresholds the monitor uses.
 
 import { num, when } from "./format.js";
-import { AXIS_WIDTH, COLORS } from "./anc-chart.js";
+import { COLORS, fixedWidth, RIGHT_ROOM } from "./anc-chart.js";
 import { administrationPoints, temperaturePoints } from "./timeline-data.js";
 
 export function temperatureChart(canvas, timeline, x) {
@@ -25,14 +25,14 @@ export function temperatureChart(canvas, timeline, x) {
     options: {
       animation: false, responsive: true, maintainAspectRatio: false, parsing: false,
       interaction: { mode: "nearest", intersect: true },
-      layout: { padding: { right: 8 } },
+      layout: { padding: { right: RIGHT_ROOM } },
       scales: {
         x: { type: "time", min: x.min, max: x.max, grid: { color: COLORS.grid },
           time: { minUnit: "day", displayFormats: { day: "d MMM", week: "d MMM", month: "MMM yyyy" } },
           ticks: { maxRotation: 0, autoSkipPadding: 16, color: "#52606d" } },
-        y: { min: Math.min(35.5, ...values.map((v) => Math.floor(v - 0.3))),
-          max: Math.max(40, ...values.map((v) => Math.ceil(v + 0.3))),
-          afterFit: (scale) => { scale.width = AXIS_WIDTH; },
+        y: { min: Math.min(35, ...values.map((v) => Math.floor(v - 0.2))),
+          max: Math.max(40, ...values.map((v) => Math.ceil(v + 0.2))),
+          afterFit: fixedWidth,
           title: { display: true, text: "°C", color: "#52606d", font: { size: 12, weight: "600" } },
           grid: { color: COLORS.grid }, ticks: { color: "#52606d", stepSize: 1 } },
       },

@@ -1,7 +1,8 @@
 // From the JSON API's answers to what the charts draw (pure functions, no DOM).
 
 const DAY = 86400000;
-export const LANE = { ivig: 0.955, drug: 0.895, alerts: [0.05, 0.115, 0.18, 0.245] };
+// Rows of the alert strip (below the ANC plot, 0..1).
+export const ALERT_ROWS = [0.2, 0.45, 0.7, 0.92];
 
 export const t = (iso) => Date.parse(iso);
 
@@ -45,19 +46,22 @@ export function ancPoints(timeline, floor) {
 export function administrationPoints(timeline, role) {
   return timeline.administrations
     .filter((a) => a.status !== "not-done" && (role === "ivig" ? a.role === "ivig" : a.role !== "ivig"))
-    .map((a) => ({ x: t(a.started_at), y: role === "ivig" ? LANE.ivig : LANE.drug, adm: a }));
+    .map((a) => ({ x: t(a.started_at), y: 0.5, adm: a }));
 }
 
-// Alerts by severity on the bottom lane; alerts at the same time stack upwards.
-export function alertPoints(alerts) {
-  const seen = new Map();
+// Alerts by severity on the alert strip; an alert drawn within `gap` of the previous one on a row
+// goes to the next row up, so close alerts stay apart.
+export function alertPoints(alerts, x) {
+  const gap = (x.max - x.min) * 0.011;
+  const rowsEnd = ALERT_ROWS.map(() => -Infinity);
   const out = { critical: [], warning: [], info: [] };
   const ordered = [...alerts].sort((a, b) => t(a.observed_at) - t(b.observed_at) || a.kind.localeCompare(b.kind));
   for (const a of ordered) {
-    const x = t(a.observed_at);
-    const k = seen.get(x) || 0;
-    seen.set(x, k + 1);
-    (out[a.severity] || out.info).push({ x, y: LANE.alerts[Math.min(k, LANE.alerts.length - 1)], alert: a });
+    const at = t(a.observed_at);
+    let row = rowsEnd.findIndex((end) => at - end >= gap);
+    if (row < 0) row = rowsEnd.indexOf(Math.min(...rowsEnd));
+    rowsEnd[row] = at;
+    (out[a.severity] || out.info).push({ x: at, y: ALERT_ROWS[row], alert: a });
   }
   return out;
 }
