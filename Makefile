@@ -14,12 +14,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests use, installed when their command is missing:
-# redis-server (integration tests), chromium (page tests), promtool (alert rules),
-# docker-compose (checks docker-compose.yml without an engine).
-SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium promtool:prometheus docker-compose:docker-compose
+# redis-server (integration tests), chromium (page tests), promtool and amtool (alert rules and
+# routing), docker-compose (checks docker-compose.yml without an engine).
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium promtool:prometheus \
+                   amtool:prometheus-alertmanager docker-compose:docker-compose
 
-setup: $(STAMP)
-	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+# $(call install_missing,command:package ...): apt-get install the packages whose command is missing.
+define install_missing
+	@missing=""; for pair in $(1); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -27,6 +29,10 @@ setup: $(STAMP)
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+endef
+
+setup: $(STAMP)
+	$(call install_missing,$(SYSTEM_PACKAGES))
 	@$(BIN)/neutrowatch doctor
 
 test: setup
@@ -35,10 +41,7 @@ test: setup
 # The demo needs only the Python packages and redis-server (the browser and tools the tests use
 # are not installed for it). DEMO_ARGS passes options, e.g. DEMO_ARGS=--exit-after-replay.
 demo: $(STAMP)
-	@command -v redis-server >/dev/null 2>&1 || { echo "installing Debian package: redis-server"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+	$(call install_missing,redis-server:redis-server)
 	@$(BIN)/neutrowatch demo $(DEMO_ARGS)
 
 up: setup

@@ -53,6 +53,21 @@ def test_promtool_checks_the_prometheus_config_and_finds_the_rules():
     assert "1 rule files found" in out and RULES.name in out
 
 
+def test_amtool_checks_the_alertmanager_config():
+    out = run([tool("amtool"), "check-config", "alertmanager.yml"], cwd=OPS / "alertmanager")
+    assert "SUCCESS" in out
+
+
+def test_alertmanager_pages_for_critical_pipeline_alerts_and_inhibits_only_known_ones():
+    config = yaml.safe_load((OPS / "alertmanager" / "alertmanager.yml").read_text())
+    critical = [r for r in config["route"]["routes"] if r["matchers"] == ['severity="critical"']]
+    assert critical and critical[0]["receiver"] != config["route"]["receiver"]
+    names = {rule["alert"] for rule in rules()}
+    for inhibit in config["inhibit_rules"]:
+        for matcher in inhibit["source_matchers"] + inhibit["target_matchers"]:
+            assert matcher.split("=", 1)[1].strip('"') in names, matcher
+
+
 def compose_env(**overrides: str) -> dict:
     """The environment of a deployment that followed the runbook: ops/env.example as .env."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEUTROWATCH_", "GRAFANA_"))}
@@ -117,6 +132,9 @@ def test_prometheus_scrapes_the_port_each_service_serves_metrics_on(compose):
         else:
             assert job["static_configs"][0]["targets"] == [f"{service}:{port}"]
     assert _mount_target(compose["prometheus"], "ops/prometheus") == "/etc/prometheus"
+    alerting = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert alerting == ["alertmanager:9093"] and "alertmanager" in compose
+    assert _mount_target(compose["alertmanager"], "ops/alertmanager") == "/etc/alertmanager"
 
 
 def test_grafana_provisioning_points_at_the_mounted_dashboards(compose):
