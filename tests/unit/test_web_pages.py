@@ -120,7 +120,7 @@ def test_delivery_state_is_the_most_decisive_fact():
     assert delivery(base, False).state == "not_sent"
     d = delivery({**base, "sent": sent}, False)
     assert d.state == "sent" and d.detail == "to mail at" and d.at == "2023-11-14T22:13:20Z" and d.can_ack and d.open
-    assert delivery({**base, "sent": esc}, False).detail == "level 1 to pager at"
+    assert delivery({**base, "sent": esc}, False).detail == "sent to mail; level 1 to pager at"
     d = delivery({**base, "sent": esc, "acknowledged": ack}, False)
     assert d.state == "acknowledged" and d.detail == "by Dr A at" and not d.open
     assert delivery({**base, "sent": esc, "acknowledged": ack}, True).state == "retracted"

@@ -38,12 +38,13 @@ def delivery(view: dict[str, Any], retracted: bool, notify_here: bool = True) ->
     escalations = [s for s in sent if s["purpose"] == ESCALATION]
     first = [s for s in sent if s["purpose"] == ALERT]
     known = bool(view.get("known"))
+    told = ", ".join(sorted({s["receiver"] for s in first}))
     if escalations:
         top = max(escalations, key=lambda s: s["level"])
-        return Delivery("escalated", f"level {top['level']} to {top['receiver']} at", iso(top["at"]), can_ack=known)
+        return Delivery("escalated", (f"sent to {told}; " if told else "") +
+                        f"level {top['level']} to {top['receiver']} at", iso(top["at"]), can_ack=known)
     if first:
-        receivers = ", ".join(sorted({s["receiver"] for s in first}))
-        return Delivery("sent", f"to {receivers} at", iso(min(s["at"] for s in first)), can_ack=known)
+        return Delivery("sent", f"to {told} at", iso(min(s["at"] for s in first)), can_ack=known)
     if view.get("pending"):
         return Delivery("scheduled", "notification planned (group wait or retrying)", can_ack=known)
     if known:
