@@ -95,7 +95,7 @@ def test_demo_replays_the_patients_prints_their_alerts_and_stops_cleanly(tmp_pat
     for p in dataset.manifest()["patients"]:
         assert kinds.get(p["key"], set()) == set(p["expect"]), p["key"]
     assert "GENHOSP|MRN0042" in kinds  # the public sample messages are replayed too
-    assert re.search(r"notify: [1-9]\d* notifications delivered to the demo's webhook receivers", text)
+    assert re.search(r"notify: [1-9]\d* notifications \(\d+ alerts\) delivered to the demo.s webhook receivers", text)
 
     # the pages and the token
     base = f"http://127.0.0.1:{http_port}"

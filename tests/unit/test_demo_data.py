@@ -122,3 +122,12 @@ def test_sample_messages_come_from_the_checkout():
     section = dataset.sample_section()
     assert section is not None and len(section.items) >= 20
     assert Path(dataset.SAMPLES).is_dir()
+
+
+def test_delivery_line():
+    from neutrowatch.demo.console import delivery_line
+    line = delivery_line("haem-consultant", "escalation", 1, {"severity": "critical", "kind": "febrile_neutropenia",
+                                                             "patient_key": "FEBRILE-03",
+                                                             "observed_at": "2025-04-13T19:12:00Z"})
+    assert line == ("  notify → haem-consultant: ESCALATION 1 (not acknowledged): CRITICAL febrile_neutropenia "
+                    "for FEBRILE-03 (2025-04-13 19:12)")

@@ -63,3 +63,12 @@ def alert_line(alert: dict, console: Console | None = None) -> str:
 
 def patient_url(base: str, key: str) -> str:
     return f"{base}/patients/{quote(key, safe='')}"
+
+
+def delivery_line(receiver: str, purpose: str, level: int, alert: dict, count: int = 1) -> str:
+    """A notification the demo's receivers got after the replay (escalations, retractions)."""
+    what = {"escalation": f"ESCALATION {level} (not acknowledged)", "retraction": "retraction notice"}.get(
+        purpose, "notification")
+    more = f" and {count - 1} more" if count > 1 else ""
+    return (f"  notify → {receiver}: {what}: {alert.get('severity', '').upper()} {alert.get('kind', '')} "
+            f"for {alert.get('patient_key', '')} ({when(alert.get('observed_at', ''))}){more}")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import secrets
 import shutil
@@ -22,13 +23,14 @@ import aiohttp
 from pydantic import SecretStr
 
 from neutrowatch.demo import dataset
-from neutrowatch.demo.console import Console, patient_url
+from neutrowatch.demo.console import Console, delivery_line, patient_url
 from neutrowatch.demo.feeds import Feeds
 from neutrowatch.demo.sink import Delivery, WebhookSink
 from neutrowatch.demo.watch import AlertTail, MonitorProgress
 from neutrowatch.platform.embedded import free_port
 from neutrowatch.platform.settings import Settings
 
+log = logging.getLogger(__name__)
 SECRET_ENV = "NEUTROWATCH_DEMO_WEBHOOK_SECRET"
 READY_TIMEOUT = 90.0
 SECTION_SETTLE_TIMEOUT = 20.0
@@ -120,6 +122,7 @@ def run(settings: Settings, args: argparse.Namespace | None = None, out: TextIO 
     sink_port = free_port()
     secret = secrets.token_hex(32)
     os.environ[SECRET_ENV] = secret  # the routing file names this variable; the monitor child drops it
+    demo_routing = settings.notify_routing_file is None
     settings, token = prepare(settings, run_dir, f"http://127.0.0.1:{sink_port}/hooks")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # before the event loop: clean up too
 
@@ -128,9 +131,15 @@ def run(settings: Settings, args: argparse.Namespace | None = None, out: TextIO 
     if log_path is not None:
         console.line(f"service logs (no patient identifiers): {log_path}")
     try:
-        with service_logs(log_path), servers(settings, out) as resolved:
-            ensure_topics(resolved)
-            return asyncio.run(Demo(resolved, opts, console, started, secret.encode(), token, sink_port).main())
+        with service_logs(log_path):
+            try:
+                with servers(settings, out) as resolved:
+                    ensure_topics(resolved)
+                    return asyncio.run(Demo(resolved, opts, console, started, secret.encode(), token, sink_port,
+                                            demo_routing).main())
+            except Exception:
+                log.exception("neutrowatch demo failed")  # the traceback goes to the service log
+                raise
     except KeyboardInterrupt:
         console.line("stopped")
         return 130
@@ -150,7 +159,7 @@ def _exit_on_sigterm(_signum, _frame):
 
 class Demo:
     def __init__(self, settings: Settings, opts: argparse.Namespace, console: Console, started: float,
-                 secret: bytes, token: str, sink_port: int):
+                 secret: bytes, token: str, sink_port: int, demo_routing: bool = True):
         self.s, self.opts, self.console, self.started = settings, opts, console, started
         self.token, self.sink_port = token, sink_port
         self.base = f"http://{_host(settings)}:{settings.http_port}"
@@ -160,6 +169,7 @@ class Demo:
         self.first_alert_after: float | None = None
         self.live = False  # after the replay: print deliveries (escalations) as they come
         self.sink = WebhookSink(secret, on_delivery=self._delivered)
+        self.demo_routing = demo_routing  # notify delivers to the receivers below, per data/routing.yaml
         self.stop = asyncio.Event()
 
     # ------------------------------------------------------------------ callbacks
@@ -172,13 +182,8 @@ class Demo:
                 f"  ↑ first alert {self.first_alert_after:.0f} s after the demo started", "\033[2m"))
 
     def _delivered(self, d: Delivery) -> None:
-        if not self.live:
-            return
-        a = d.alert
-        what = {"escalation": f"ESCALATION {d.level} (not acknowledged)", "retraction": "retraction notice"}.get(
-            d.purpose, "notification")
-        self.console.line(f"  notify → {d.receiver}: {what}: {a.get('severity', '').upper()} "
-                          f"{a.get('kind', '')} for {a.get('patient_key', '')}")
+        if self.live:
+            self.console.line(delivery_line(d.receiver, d.purpose, d.level, d.alert, d.count))
 
     # ------------------------------------------------------------------ the run
     async def main(self) -> int:
@@ -206,8 +211,10 @@ class Demo:
                 return 130
             await self._until(self._deliveries(), DELIVERY_SETTLE_TIMEOUT)
             self._summary(replay)
-            self._urls()
-            if getattr(self.opts, "exit_after_replay", False) or self.stop.is_set():
+            leaving = getattr(self.opts, "exit_after_replay", False) or self.stop.is_set()
+            self._urls(leaving)
+            if leaving:
+                self.console.line("stopping everything now" + (" (--exit-after-replay)" if not self.stop.is_set() else ""))
                 return 0
             self.live = True
             self.console.line("running — Ctrl-C stops everything")
@@ -325,13 +332,15 @@ class Demo:
             c.line(f"first alert after {self.first_alert_after:.0f} s (from the start of `neutrowatch demo`)")
         sent = Counter(d.receiver for d in self.sink.deliveries)
         suppressed = _suppressed()
-        c.line(f"notify: {len(self.sink.deliveries)} notifications delivered to the demo's webhook receivers ("
-               + ", ".join(f"{r} {n}" for r, n in sorted(sent.items())) + "), every signature verified"
+        covered = sum(d.count for d in self.sink.deliveries)
+        c.line(f"notify: {len(self.sink.deliveries)} notifications ({covered} alerts) delivered to the demo's "
+               "webhook receivers (" + ", ".join(f"{r} {n}" for r, n in sorted(sent.items()))
+               + "), every signature verified"
                + ("; not sent: " + ", ".join(f"{n} {r}" for r, n in sorted(suppressed.items())) if suppressed else ""))
 
-    def _urls(self) -> None:
+    def _urls(self, leaving: bool) -> None:
         c, base = self.console, self.base
-        c.heading("── open in a browser")
+        c.heading("── open in a browser" + (" (while the demo runs: without --exit-after-replay)" if leaving else ""))
         width = max([len(s.title) for s in self.sections if s.key] + [22]) + 2
         c.line(f"  {'alerts (acknowledge here)':{width}} {base}/alerts")
         for s in self.sections:
@@ -343,7 +352,8 @@ class Demo:
         c.line(f"acknowledge token (this run only): {self.token}")
         c.line(f"  paste it on the alerts page, or: curl -X POST -H 'Authorization: Bearer {self.token}' "
                f"-H 'Content-Type: application/json' -d '{{\"by\": \"you\"}}' {base}/alerts/<alert_id>/ack")
-        c.line("critical alerts not acknowledged within 5 minutes escalate to haem-consultant (printed here)")
+        if self.demo_routing:
+            c.line("critical alerts not acknowledged within 5 minutes escalate to haem-consultant (printed here)")
         c.line(f"send your own: HL7 v2 over MLLP to {_host(self.s)}:{self.s.mllp_port}, FHIR R4 to {base}/fhir")
 
 

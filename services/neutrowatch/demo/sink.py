@@ -20,7 +20,8 @@ class Delivery:
     purpose: str  # alert | escalation | retraction
     level: int
     delivery_id: str
-    alert: dict
+    alert: dict  # the (most severe) alert of the message
+    count: int = 1  # alerts in the message (notify may group one patient's alerts)
 
 
 class WebhookSink:
@@ -52,7 +53,8 @@ class WebhookSink:
             return web.json_response({"duplicate": True})
         self._seen.add(delivery_id)
         delivery = Delivery(request.match_info["receiver"], payload.get("purpose", "alert"),
-                            int(payload.get("level") or 0), delivery_id, payload.get("alert") or {})
+                            int(payload.get("level") or 0), delivery_id, payload.get("alert") or {},
+                            int(payload.get("count") or 1))
         self.deliveries.append(delivery)
         if self.on_delivery is not None:
             self.on_delivery(delivery)
