@@ -41,7 +41,16 @@ class Alert:
 
 
 def alert_id(patient_key: str, kind: str, anchor: str) -> str:
-    return stable_id("alert.v1", patient_key, kind, anchor)
+    key = (patient_key, kind, anchor)
+    aid = _IDS.get(key)
+    if aid is None:  # every evaluation names every finding: remember the hashes
+        if len(_IDS) >= 65536:
+            _IDS.clear()
+        aid = _IDS[key] = stable_id("alert.v1", patient_key, kind, anchor)
+    return aid
+
+
+_IDS: dict[tuple[str, str, str], str] = {}
 
 
 def iso(t: int) -> str:

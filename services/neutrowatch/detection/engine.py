@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 from neutrowatch.detection import cyclic, drugs, febrile, ivig
 from neutrowatch.detection.alerts import Alert, alert_id, render, retraction
 from neutrowatch.detection.config import DetectionConfig
-from neutrowatch.detection.episodes import Carry, fold
+from neutrowatch.detection.episodes import Carry, fold, fold_resume
 from neutrowatch.detection.findings import Finding, Obs
 from neutrowatch.detection.grades import Limits, limits_for
 from neutrowatch.detection.history import (DAY, Change, adm_row, cause_of, lab_obs, merge_adm,
@@ -99,6 +99,12 @@ def _compact(state: PatientState, config: DetectionConfig) -> PatientState:
     anc, temps, adms = state.anc, state.temps, state.adms
     newest = max([x[-1].t for x in (anc, temps, adms) if x], default=0)
     keep_from = newest - int(config.history_days * DAY)
+    newest_lab = max([x[-1].t for x in (anc, temps) if x], default=0)
+    if not ((anc and (anc[0].t < keep_from or len(anc) > config.history_max_anc))
+            or (temps and (temps[0].t < newest_lab - int(config.history_temperature_days * DAY)
+                           or len(temps) > config.history_max_temperatures))
+            or (adms and (adms[0].t < keep_from or len(adms) > config.history_max_administrations))):
+        return state  # nothing to cut (what the _cut calls below would find)
     cut = _cut(anc, keep_from, config.history_max_anc)
     horizon, carry, prior = state.horizon, state.carry, state.ivig_prior
     if cut:
@@ -168,14 +174,21 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
     times = [o.t for o in live]
     adms = [a for a in state.adms if a.st != "x"]
     limits_at = _limits_fn(state, config)
-    res = fold(live, limits_at, Carry.from_list(state.carry), config)
+    memo = state.memo
+    prev = None
+    if (memo is not None and memo[0] is config and memo[1] == state.patient_key
+            and memo[2] == state.birth_date and memo[3] == state.carry):
+        prev = memo[4]
+    res, checkpoint = fold_resume(live, limits_at, state.carry, config, prev)
+    memo = (config, state.patient_key, state.birth_date, state.carry, checkpoint)
     findings = res.findings
-    for f in findings:
-        if f.kind == "recovery":
+    recoveries = [findings[j] for j in checkpoint.recoveries]
+    if adms:
+        for f in recoveries:
             assoc = drugs.association(res.episodes[f.ctx["episode"]], adms, config)
             if assoc:
                 f.ctx["association"] = assoc
-    findings += drugs.suspected(res.episodes, adms, config)
+        findings += drugs.suspected(res.episodes, adms, config)
     cs = ivig.courses(adms, config)
     pattern = None
     if cs:
@@ -183,17 +196,19 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
         pattern = ivig.pattern(cs, config)
         if pattern:
             findings.append(pattern)
-            for f in findings:
-                if f.kind == "recovery" and f.t > pattern.t:
+            for f in recoveries:
+                if f.t > pattern.t:
                     f.ctx["ivig_pattern"] = True
         findings += ivig.baseline_missing(cs, times, config, list(state.ivig_prior))
     if len(live) >= config.cyclic_min_points or state.cyclic:
         cache = cyclic.search(live, times, cyclic.CyclicCache.from_list(state.cyclic), limits_at, config)
-        state = state.evolve(cyclic=cache.to_list())
+        state = state.evolve(cyclic=cache.to_list(), memo=memo)
         hit = cache.hit
         if hit is not None and pattern is None and not _locked(hit.period_days, cs, config):
             findings.append(Finding("cyclic_neutropenia_suspected", "cyclic", hit.t, hit.value,
                                     "warning", {"hit": hit}))
+    else:
+        state = state.evolve(memo=memo)
     if state.temps:
         temps = [o for o in state.temps if o.v is not None]
         findings += febrile.febrile(temps, live, times, config)
@@ -219,26 +234,29 @@ def active_alerts(state: PatientState, config: DetectionConfig | None = None) ->
 def _diff(state: PatientState, findings: list[Finding], change: Change, event: Event,
           config: DetectionConfig) -> tuple[PatientState, list[Alert]]:
     key, horizon = state.patient_key, state.horizon
-    current = {}
+    current: dict[str, Finding] = {}
     for f in findings:
         if horizon is None or f.t > horizon:
-            current.setdefault(alert_id(key, f.kind, f.anchor), f)
-    emitted = dict(state.emitted)
+            aid = alert_id(key, f.kind, f.anchor)
+            if aid not in current:
+                current[aid] = f
+    emitted = state.emitted
+    gone = [aid for aid in emitted if aid not in current]
+    new = [(aid, f) for aid, f in current.items() if aid not in emitted]
+    if not gone and not new:
+        return state, []
+    emitted = dict(emitted)
     out: list[Alert] = []
-    live: list[Obs] | None = None
-    for aid in sorted(set(emitted) - set(current), key=lambda i: (emitted[i][1], i)):
+    for aid in sorted(gone, key=lambda i: (emitted[i][1], i)):
         kind, t = emitted.pop(aid)
         cause = change.cause if change.cause != "new_result" else (
             "late_result" if change.t <= t else "re-evaluation")
         out.append(retraction(aid, kind, t, cause, event.event_id, key, state.patient_id,
                               state.assigning_authority))
-    for aid, f in sorted(current.items(), key=lambda kv: (kv[1].t, kv[1].kind, kv[0])):
-        if aid in emitted:
-            continue
-        if live is None:
-            live = [o for o in state.anc if o.v is not None]
-        out.append(render(f, key, state.patient_id, state.assigning_authority, live, list(state.adms)))
-        emitted[aid] = (f.kind, f.t)
-    if not out:
-        return state, out
+    if new:
+        live = [o for o in state.anc if o.v is not None]
+        adms = list(state.adms)
+        for aid, f in sorted(new, key=lambda kv: (kv[1].t, kv[1].kind, kv[0])):
+            out.append(render(f, key, state.patient_id, state.assigning_authority, live, adms))
+            emitted[aid] = (f.kind, f.t)
     return state.evolve(emitted=emitted), out

@@ -37,6 +37,9 @@ class Track:
     def from_list(cls, data: list) -> "Track":
         return cls(bool(data[0]), tuple(data[1]), tuple(data[2]), data[3], bool(data[4]))
 
+    def copy(self) -> "Track":
+        return Track(self.open, self.start, self.nadir, self.above, self.chronic)
+
 
 @dataclass
 class Carry:
@@ -62,7 +65,8 @@ class Carry:
                    Track.from_list(d[6]))
 
     def copy(self) -> "Carry":
-        return Carry.from_list(self.to_list())
+        return Carry(self.grade, self.pending, self.pending_grade, self.seen_normal,
+                     self.neutropenia.copy(), self.severe.copy(), self.agran.copy())
 
 
 @dataclass
@@ -83,6 +87,94 @@ class FoldResult:
     limits: list[Limits]  # per live entry
 
 
+@dataclass
+class Checkpoint:
+    """Where a fold over ``entries`` stopped, so that a later fold over the same entries plus
+    newer ones (from the same carry, limits and config: the caller checks those) resumes here
+    instead of starting again. The fold is causal, so that gives exactly the FoldResult of a fold
+    over all of them.
+
+    ``findings`` are as the fold made them. Most are final (confirmed by the entry after theirs)
+    and shared between evaluations; those at ``reopen`` are kept pristine and copied on every use:
+    recoveries (``engine.evaluate`` annotates them) and the findings of the last entry (from
+    ``tail`` on), which the next entry may still confirm."""
+
+    entries: list[Obs]
+    carry: Carry
+    findings: list[Finding]
+    tail: int
+    recoveries: list[int]
+    reopen: list[int]
+    episodes: list[Episode]
+    limits: list[Limits]
+    grades: list[str]
+    rapid_prev: bool
+
+
+def fold_resume(entries: list[Obs], limits_at: Callable[[int], Limits], carry: list | None,
+                config: DetectionConfig, prev: Checkpoint | None
+                ) -> tuple[FoldResult, Checkpoint]:
+    """``fold(entries, limits_at, Carry.from_list(carry), config)`` and a checkpoint for the next
+    call; ``prev`` (a checkpoint made with the same carry, limits and config) is resumed when its
+    entries are a prefix of ``entries``."""
+    m = 0
+    if prev is not None:
+        m = len(prev.entries)
+        if m > len(entries) or entries[:m] != prev.entries:
+            prev, m = None, 0
+    if prev is None:
+        c = Carry.from_list(carry)
+        base: list[Finding] = []
+        findings: list[Finding] = []
+        episodes: list[Episode] = []
+        lims: list[Limits] = []
+        grades: list[str] = []
+        if c.neutropenia.open:
+            episodes.append(Episode(c.neutropenia.start, True, None, c.neutropenia.nadir))
+        rapid_prev, confirm_from, recoveries = False, 0, []
+    else:
+        c = prev.carry.copy()
+        base = prev.findings
+        findings = list(base)
+        for j in prev.reopen:
+            findings[j] = _pristine(base[j])
+        episodes = list(prev.episodes)
+        if episodes:  # only the last episode is still updated by later entries
+            last = episodes[-1]
+            episodes[-1] = Episode(last.start, last.onset_known, last.end, last.nadir)
+        lims, grades, rapid_prev = list(prev.limits), list(prev.grades), prev.rapid_prev
+        confirm_from, recoveries = prev.tail, list(prev.recoveries)
+    k0 = len(findings)
+    rapid_prev = _run(c, entries, m, limits_at, config, True, findings, episodes, lims, grades,
+                      rapid_prev)
+    n = len(findings)
+    for j in range(k0, n):
+        if findings[j].kind == "recovery":
+            recoveries.append(j)
+    last_entry = len(entries) - 1
+    tail = n
+    while tail > 0 and _entry_of(findings[tail - 1]) == last_entry:
+        tail -= 1
+    reopen = sorted(set(recoveries).union(range(tail, n)))
+    kept = list(findings)
+    for j in reopen:
+        kept[j] = base[j] if j < k0 else _pristine(findings[j])
+    for j in range(confirm_from, n):
+        _confirm(findings[j], grades)
+    checkpoint = Checkpoint(entries, c, kept, tail, recoveries, reopen, episodes, lims, grades,
+                            rapid_prev)
+    return FoldResult(c, findings, episodes, lims), checkpoint
+
+
+def _entry_of(f: Finding) -> int:
+    ctx = f.ctx
+    return ctx["index"] if "index" in ctx else ctx["end_index"]
+
+
+def _pristine(f: Finding) -> Finding:
+    return Finding(f.kind, f.anchor, f.t, f.value, f.severity, dict(f.ctx))
+
+
 def fold(entries: list[Obs], limits_at: Callable[[int], Limits], carry: Carry,
          config: DetectionConfig, emit: bool = True) -> FoldResult:
     """Run the machines over ``entries`` (live, time-ordered) starting from ``carry``."""
@@ -93,43 +185,75 @@ def fold(entries: list[Obs], limits_at: Callable[[int], Limits], carry: Carry,
     grades: list[str] = []
     if c.neutropenia.open:
         episodes.append(Episode(c.neutropenia.start, True, None, c.neutropenia.nadir))
-    rapid_prev = False
+    _run(c, entries, 0, limits_at, config, emit, findings, episodes, lims, grades, False)
+    if emit:
+        for f in findings:
+            _confirm(f, grades)
+    return FoldResult(c, findings, episodes, lims)
+
+
+def _run(c: Carry, entries: list[Obs], start: int, limits_at: Callable[[int], Limits],
+         config: DetectionConfig, emit: bool, findings: list[Finding], episodes: list[Episode],
+         lims: list[Limits], grades: list[str], rapid_prev: bool) -> bool:
+    """The fold loop from ``entries[start]`` on (state in ``c`` and the lists); returns whether
+    the last entry was in a rapid decline (the next one's ``rapid_prev``)."""
     window = config.rapid_decline_hours * 3600
-    for i, e in enumerate(entries):
-        lim = limits_at(e.t)
+    confirmations = config.confirmations
+    severe_below = config.severe_below
+    rapid_below = config.rapid_decline_below
+    rapid_fraction = config.rapid_decline_fraction
+    chronic_s = config.chronic_days * DAY
+    agran, severe, n = c.agran, c.severe, c.neutropenia
+    last_lim = None
+    for i in range(start, len(entries)):
+        e = entries[i]
+        et = e.t
+        lim = limits_at(et)
         lims.append(lim)
         v = float(e.v)  # type: ignore[arg-type]
-        g = lim.grade(v)
+        if lim is not last_lim:
+            last_lim = lim
+            l_normal, l_mild, l_moderate, l_agran = lim.normal, lim.mild, lim.moderate, lim.agranulocytosis
+        # lim.grade(v), inlined
+        if v >= l_normal:
+            g = "normal"
+        elif v >= l_mild:
+            g = "mild"
+        elif v >= l_moderate:
+            g = "moderate"
+        elif v >= l_agran:
+            g = "severe"
+        else:
+            g = "agranulocytosis"
         grades.append(g)
         here: list[Finding] = []
         # --- episodes
-        agran_on = _track(c.agran, e, v < lim.agranulocytosis, config)
-        severe_on = _track(c.severe, e, v < config.severe_below, config)
-        n = c.neutropenia
+        agran_on = _track(agran, e, v, v < l_agran, confirmations)
+        severe_on = _track(severe, e, v, v < severe_below, confirmations)
         was_open = n.open
-        recovered = _track(n, e, v < lim.normal, config) == "end"
+        recovered = _track(n, e, v, v < l_normal, confirmations) == "end"
         if n.open and not was_open:
             episodes.append(Episode(n.start, c.seen_normal, None, n.nadir))
         elif n.open and episodes:
             episodes[-1].nadir = n.nadir
         if recovered and episodes:
-            episodes[-1].end, episodes[-1].nadir = (e.t, e.oid, v), n.nadir
+            episodes[-1].end, episodes[-1].nadir = (et, e.oid, v), n.nadir
         if recovered:
-            here.append(Finding("recovery", n.start[1], e.t, v, "info",
+            here.append(Finding("recovery", n.start[1], et, v, "info",
                                 {"start": n.start, "nadir": n.nadir, "end_index": i,
                                  "limits": lim, "episode": len(episodes) - 1}))
-        if n.open and not n.chronic and e.t - n.start[0] > config.chronic_days * DAY:
+        if n.open and not n.chronic and et - n.start[0] > chronic_s:
             n.chronic = True
-            here.append(Finding("chronic_neutropenia", n.start[1], e.t, v, "warning",
+            here.append(Finding("chronic_neutropenia", n.start[1], et, v, "warning",
                                 {"start": n.start, "nadir": n.nadir, "index": i, "limits": lim}))
-        if v >= lim.normal:
+        if v >= l_normal:
             c.seen_normal = True
         # --- rapid decline
         ref = None
-        if v < config.rapid_decline_below:
+        if v < rapid_below:
             j = i - 1
-            while j >= 0 and e.t - entries[j].t <= window:
-                if float(entries[j].v) * config.rapid_decline_fraction >= v:  # type: ignore[arg-type]
+            while j >= 0 and et - entries[j].t <= window:
+                if float(entries[j].v) * rapid_fraction >= v:  # type: ignore[arg-type]
                     if ref is None or float(entries[j].v) > float(entries[ref].v):  # type: ignore[arg-type]
                         ref = j
                 j -= 1
@@ -140,28 +264,25 @@ def fold(entries: list[Obs], limits_at: Callable[[int], Limits], carry: Carry,
         onset = "agranulocytosis" if agran_on == "start" else (
             "severe_neutropenia" if severe_on == "start" else None)
         if onset:
-            here.append(Finding(onset, e.oid, e.t, v, "critical",
+            here.append(Finding(onset, e.oid, et, v, "critical",
                                 {"index": i, "limits": lim, "from": change[0] if change else None,
                                  "rapid_from": ref}))
         elif rapid:
-            here.append(Finding("rapid_decline", e.oid, e.t, v, "warning",
+            here.append(Finding("rapid_decline", e.oid, et, v, "warning",
                                 {"index": i, "ref": ref, "limits": lim,
                                  "from": change[0] if change else None}))
         elif change and change[1] != "normal":
             frm, to = change
             sev = "warning" if frm is None or RANK[to] > RANK[frm] else "info"
-            here.append(Finding("grade_change", f"{e.oid}:{to}", e.t, v, sev,
+            here.append(Finding("grade_change", f"{e.oid}:{to}", et, v, sev,
                                 {"index": i, "from": frm, "to": to, "limits": lim,
                                  "improving": sev == "info"}))
-        if emit:
+        if emit and here:
             findings.extend(here)
-    if emit:
-        findings = [_confirm(f, grades) for f in findings]
-    return FoldResult(c, findings, episodes, lims)
+    return rapid_prev
 
 
-def _track(tr: Track, e: Obs, below: bool, config: DetectionConfig) -> str | None:
-    v = float(e.v)  # type: ignore[arg-type]
+def _track(tr: Track, e: Obs, v: float, below: bool, confirmations: int) -> str | None:
     if below:
         tr.above = 0
         if not tr.open:
@@ -172,7 +293,7 @@ def _track(tr: Track, e: Obs, below: bool, config: DetectionConfig) -> str | Non
         return None
     if tr.open:
         tr.above += 1
-        if tr.above >= config.confirmations:
+        if tr.above >= confirmations:
             tr.open, tr.above = False, 0
             return "end"
     return None

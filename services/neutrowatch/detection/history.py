@@ -61,7 +61,12 @@ def _adm_key(a: Adm) -> tuple:
 
 def merge_obs(rows: tuple[Obs, ...], new: Obs) -> tuple[tuple[Obs, ...], int | None]:
     """Returns the new rows and the earliest time affected (None: nothing changed)."""
-    old = next((r for r in rows if r.oid == new.oid), None)
+    old = None
+    oid = new.oid
+    for r in rows:
+        if r.oid == oid:
+            old = r
+            break
     if old is not None:
         if _obs_key(new) <= _obs_key(old):
             return rows, None

@@ -17,7 +17,7 @@ cannot resurrect them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from neutrowatch.detection.findings import Adm, Obs
@@ -40,13 +40,25 @@ class PatientState:
     emitted: dict[str, tuple[str, int]] = field(default_factory=dict)
     cyclic: list | None = None  # cyclic.CyclicCache.to_list()
     late_ignored: int = 0
+    # derived, never stored or compared: where the last evaluation's fold stopped, so the next
+    # event's evaluation resumes there (engine.evaluate checks it still applies)
+    memo: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def empty(cls) -> "PatientState":
         return cls()
 
     def evolve(self, **changes: Any) -> "PatientState":
-        return replace(self, **changes)
+        """``dataclasses.replace`` without its per-call field walk (the engine evolves the state
+        several times per event); only field names are accepted."""
+        unknown = changes.keys() - _FIELDS
+        if unknown:
+            raise TypeError(f"unknown PatientState fields {sorted(unknown)}")
+        new = object.__new__(PatientState)
+        d = new.__dict__
+        d.update(self.__dict__)
+        d.update(changes)
+        return new
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +100,9 @@ class PatientState:
             horizon=d.get("h"), emitted={e[0]: (e[1], e[2]) for e in d.get("e", ())},
             cyclic=d.get("cy"), late_ignored=d.get("li", 0),
         )
+
+
+_FIELDS = frozenset(f.name for f in fields(PatientState))
 
 
 def _deltas(ts: list[int]) -> list[int]:
