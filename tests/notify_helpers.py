@@ -34,10 +34,13 @@ def wait_until(condition, timeout: float = 20.0, every: float = 0.1):
 
 
 class Mailbox:
-    """aiosmtpd on a free port; ``messages`` are parsed emails."""
+    """aiosmtpd on a free port; ``messages`` are parsed emails. For an alert id in ``slow_once``
+    the first email about it is kept and answered only after that many seconds (the sender times
+    out not knowing whether the mail went through)."""
 
     def __init__(self):
         self.messages: list[email.message.EmailMessage] = []
+        self.slow_once: dict[str, float] = {}
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
@@ -45,6 +48,9 @@ class Mailbox:
         msg = email.message_from_bytes(envelope.content, policy=policy.default)
         msg["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
         self.messages.append(msg)
+        text = msg.get_content()
+        for alert_id in [a for a in self.slow_once if a in text]:
+            await asyncio.sleep(self.slow_once.pop(alert_id))
         return "250 OK"
 
     def about(self, alert_id: str, to: str | None = None, raw: bool = False) -> list:
@@ -65,17 +71,26 @@ class Mailbox:
         self.controller.stop()
 
 
+def alert_ids(payload: dict) -> list[str]:
+    """The alerts a webhook body is about (``alerts`` lists them all; a grouped message has several)."""
+    return [e["alert_id"] for e in payload.get("alerts") or [{"alert_id": payload["alert"]["alert_id"]}]]
+
+
 class Webhook:
-    """aiohttp server that accepts only correctly signed bodies (401 otherwise) and answers
-    503 for alert ids in ``failing``."""
+    """aiohttp server that accepts only correctly signed bodies (401 otherwise), answers 503 for
+    alert ids in ``failing`` and, for alert ids in ``slow``, records the body and then waits that
+    many seconds before answering (a receiver that has the message while notify still waits)."""
 
     def __init__(self, secret: str = WEBHOOK_SECRET):
         self.secret = secret.encode()
         self.port = free_port()
         self.received: list[dict] = []
+        self.headers: list[dict] = []  # of each received body, same order
         self.attempts: list[str] = []
         self.bad_signatures = 0
         self.failing: set[str] = set()
+        self.slow: dict[str, float] = {}
+        self.events: list[tuple[float, str, str, str]] = []  # (time, received|answered, delivery id, purpose)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -89,17 +104,27 @@ class Webhook:
             self.bad_signatures += 1
             return web.Response(status=401)
         payload = json.loads(body)
-        self.attempts.append(payload["alert"]["alert_id"])
-        if payload["alert"]["alert_id"] in self.failing:
+        ids = alert_ids(payload)
+        self.attempts.extend(ids)
+        if any(i in self.failing for i in ids):
             return web.Response(status=503)
         self.received.append(payload)
+        self.headers.append(dict(request.headers))
+        self.events.append((time.monotonic(), "received", payload["delivery_id"], payload["purpose"]))
+        delay = max([self.slow.get(i, 0.0) for i in ids])
+        if delay:
+            await asyncio.sleep(delay)
+        self.events.append((time.monotonic(), "answered", payload["delivery_id"], payload["purpose"]))
         return web.Response(status=204)
+
+    def when(self, event: str, delivery_id: str) -> float | None:
+        return next((t for t, e, d, _ in self.events if e == event and d == delivery_id), None)
 
     def about(self, alert_id: str, purpose: str | None = None, raw: bool = False) -> list[dict]:
         """Deliveries of the alert, one per X-NeutroWatch-Delivery id (a receiver's dedup) unless ``raw``."""
         found, seen = [], set()
         for p in self.received:
-            if p["alert"]["alert_id"] == alert_id and (purpose is None or p["purpose"] == purpose):
+            if alert_id in alert_ids(p) and (purpose is None or p["purpose"] == purpose):
                 if raw or p["delivery_id"] not in seen:
                     found.append(p)
                 seen.add(p["delivery_id"])

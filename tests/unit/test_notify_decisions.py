@@ -98,7 +98,8 @@ def test_decide_runs_the_chain_in_order():
     assert d.decide(job, alert(), d.AlertState(sent=frozenset({job.key}), silences=(s,)), TREE, T0).reason == "duplicate"
     assert d.decide(job, alert(), d.AlertState(), TREE, T0) == d.Decision(True, "deliver")
     retr = d.Job(A, "mail", d.RETRACTION)
-    assert d.decide(retr, alert(), d.AlertState(retracted=True, silences=(s,)), TREE, T0).go
+    told = frozenset({d.Job(A, "mail").key})
+    assert d.decide(retr, alert(), d.AlertState(sent=told, retracted=True, silences=(s,)), TREE, T0).go
 
 
 @pytest.mark.parametrize("error, retry, reason", [

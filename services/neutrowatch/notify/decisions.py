@@ -20,7 +20,12 @@ class Decision:
 
 @dataclass(frozen=True)
 class Job:
-    """One notification to make: an alert to a receiver for a purpose, at a level (0 = first)."""
+    """One notification to make: an alert to a receiver for a purpose, at a level (0 = first).
+
+    First notices carry what grouping needs (grouping.py): ``group`` is receiver and patient (the
+    notices that may share one message), ``route`` the line of the route that planned it,
+    ``window`` that route's group_wait (> 0: the notice waits for, and joins, a group) and
+    ``critical`` (a critical notice is sent at once and takes the patient's waiting notices along)."""
     alert_id: str
     receiver: str
     purpose: str = ALERT
@@ -29,22 +34,70 @@ class Job:
     attempt: int = 0
     first_try_at: float | None = None
     escalation: Escalation | None = None
+    group: str | None = None
+    route: int = 0
+    window: float = 0.0
+    critical: bool = False
 
     @property
     def key(self) -> str:
         """Identity for dedup: one notification per alert, receiver, purpose and level, ever."""
         return f"{self.alert_id}|{self.receiver}|{self.purpose}|{self.level}"
 
+    @property
+    def joinable(self) -> bool:
+        """A first notice on a route with a grouping window, never tried yet: may join a group."""
+        return (self.purpose == ALERT and self.level == 0 and self.group is not None and self.window > 0
+                and self.attempt == 0)
+
     def to_dict(self) -> dict[str, Any]:
         return {"alert_id": self.alert_id, "receiver": self.receiver, "purpose": self.purpose,
                 "level": self.level, "due": self.due, "attempt": self.attempt,
                 "first_try_at": self.first_try_at,
-                "escalation": self.escalation.to_dict() if self.escalation else None}
+                "escalation": self.escalation.to_dict() if self.escalation else None,
+                "group": self.group, "route": self.route, "window": self.window, "critical": self.critical}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Job":
         return cls(d["alert_id"], d["receiver"], d["purpose"], d["level"], d["due"], d["attempt"],
-                   d.get("first_try_at"), Escalation.from_dict(d.get("escalation")))
+                   d.get("first_try_at"), Escalation.from_dict(d.get("escalation")), d.get("group"),
+                   d.get("route", 0), d.get("window", 0.0), d.get("critical", False))
+
+
+# In-flight states of a delivery (a message to one receiver, about one or more alerts):
+SENDING = "sending"   # handed to the receiver, no answer recorded (a crash here: maybe sent)
+UNKNOWN = "unknown"   # the attempt ended without a clear answer (timeout, connection lost): maybe sent
+FAILED = "failed"     # the receiver said no (HTTP/SMTP error, connection refused): not sent
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A delivery that was started and not yet recorded as sent. Kept per job; a grouped message
+    records the same delivery id and member keys for every alert in it, so a re-send after a
+    crash or an unclear failure is the same message with the same id."""
+    delivery_id: str
+    keys: tuple[str, ...]
+    state: str
+    at: float
+
+    @property
+    def maybe_sent(self) -> bool:
+        return self.state in (SENDING, UNKNOWN)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"delivery_id": self.delivery_id, "keys": list(self.keys), "state": self.state, "at": self.at}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "InFlight":
+        return cls(d["delivery_id"], tuple(d["keys"]), d["state"], d["at"])
+
+
+def receiver_of(job_key: str) -> str:
+    return job_key.split("|")[1]
+
+
+def purpose_of(job_key: str) -> str:
+    return job_key.split("|")[2]
 
 
 @dataclass(frozen=True)
@@ -76,19 +129,46 @@ class AlertState:
     retracted: bool = False
     criticals: tuple[Critical, ...] = ()
     silences: tuple[Silence, ...] = field(default=())
+    in_flight: tuple[tuple[str, InFlight], ...] = ()  # (job key, record) of deliveries not recorded as sent
 
 
 # ----------------------------------------------------------------------------- planning
 
 def plan(alert: Mapping[str, Any], routing: Routing, now: float) -> list[Job]:
-    """The first notifications of an alert, due after each route's group_wait."""
-    return [Job(alert["alert_id"], t.receiver, ALERT, 0, now + t.group_wait_seconds, escalation=t.escalation)
+    """The first notifications of an alert, due after each route's group_wait; a critical alert is
+    due at once whatever the window (it is never held back to group, and it carries the
+    patient's notices that are waiting in a group: grouping.py)."""
+    critical = alert.get("severity") == "critical"
+    return [Job(alert["alert_id"], t.receiver, ALERT, 0, now if critical else now + t.group_wait_seconds,
+                escalation=t.escalation, group=f"{t.receiver}|{alert['patient_key']}", route=t.route_line,
+                window=t.group_wait_seconds, critical=critical)
             for t in targets(routing, alert)]
 
 
 def plan_retraction(retracted_id: str, told: Iterable[str], now: float) -> list[Job]:
-    """A retraction notice to every receiver that was told about the retracted alert."""
+    """A retraction notice to every receiver that was (or may have been) told about the alert."""
     return [Job(retracted_id, r, RETRACTION, 0, now) for r in sorted(set(told))]
+
+
+def told_receivers(sent: Iterable[str], in_flight: Iterable[tuple[str, InFlight]]) -> set[str]:
+    """Receivers that were told about an alert (first notice or escalation recorded as sent) or
+    may have been (a delivery in flight or with an unclear end)."""
+    told = {receiver_of(k) for k in sent if purpose_of(k) in (ALERT, ESCALATION)}
+    return told | {receiver_of(k) for k, r in in_flight if purpose_of(k) in (ALERT, ESCALATION) and r.maybe_sent}
+
+
+def retraction_gate(job: Job, state: AlertState, now: float, stale_after: float) -> Decision:
+    """A retraction notice goes after the receiver's own delivery of the alert has ended (never
+    before the alert it withdraws) and only to a receiver that was or may have been told."""
+    mine = [r for k, r in state.in_flight
+            if receiver_of(k) == job.receiver and purpose_of(k) in (ALERT, ESCALATION)]
+    if any(r.state == SENDING and now - r.at < stale_after for r in mine):
+        return Decision(False, "waiting_for_in_flight")
+    if job.receiver in told_receivers(state.sent, ()):
+        return Decision(True, "was_told")
+    if any(r.maybe_sent for r in mine):
+        return Decision(True, "may_have_been_told")
+    return Decision(False, "not_told")
 
 
 def next_escalation(job: Job, sent_at: float) -> Job | None:
@@ -146,10 +226,15 @@ def inhibited(alert: Mapping[str, Any], criticals: Iterable[Critical], window_se
     return Decision(True, "not_inhibited")
 
 
-def decide(job: Job, alert: Mapping[str, Any], state: AlertState, routing: Routing, now: float) -> Decision:
-    """The chain for a due job: lifecycle -> dedup -> silence -> inhibit. First 'no' wins."""
+def decide(job: Job, alert: Mapping[str, Any], state: AlertState, routing: Routing, now: float,
+           stale_after: float = 60.0) -> Decision:
+    """The chain for a due job: lifecycle -> dedup -> silence -> inhibit (a retraction notice:
+    lifecycle -> dedup -> retraction_gate). First 'no' wins; ``waiting_for_in_flight`` means
+    "not yet" (the job is looked at again shortly), every other 'no' is final."""
     stages = [lifecycle(job, state), dedup(job, state)]
-    if job.purpose != RETRACTION:  # a retraction notice always reaches those who were told
+    if job.purpose == RETRACTION:  # a retraction notice reaches everyone who was told, unsilenced
+        stages += [retraction_gate(job, state, now, stale_after)]
+    else:
         stages += [silenced(alert, state.silences, now)]
         if job.purpose == ALERT:
             stages += [inhibited(alert, state.criticals, routing.inhibit_window_seconds)]
@@ -164,6 +249,7 @@ class DeliveryError(Exception):
     kind: str
     code: int | None = None
     text: str = ""
+    maybe_delivered: bool = False  # the receiver may have taken the message (timeout, connection lost)
 
     def __str__(self) -> str:
         return f"{self.kind}{'' if self.code is None else ' ' + str(self.code)}: {self.text}"
@@ -181,6 +267,13 @@ def classify(error: DeliveryError) -> Decision:
     if error.kind == "unavailable":  # e.g. apprise: a notifier said no without a code
         return Decision(True, reason)
     return Decision(False, reason)
+
+
+def in_flight_state(error: DeliveryError, earlier_maybe_sent: bool = False) -> str:
+    """After a failed attempt: UNKNOWN when the receiver may have the message (this attempt or an
+    earlier one: every later re-send is marked as a possible duplicate), FAILED when it said no or
+    was never reached."""
+    return UNKNOWN if earlier_maybe_sent or error.maybe_delivered or error.kind == "timeout" else FAILED
 
 
 def retry(job: Job, now: float, initial: float, maximum: float, give_up_after: float) -> Job | None:

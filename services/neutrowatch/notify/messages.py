@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from neutrowatch.domain.ids import stable_id
 from neutrowatch.notify.decisions import ESCALATION, RETRACTION, Job
@@ -26,7 +26,68 @@ class InvalidToken(ValueError):
     """Why an ack link is refused: malformed, bad_signature or expired."""
 
 
-def render(alert: Mapping[str, Any], job: Job, public_url: str, ack_token: str | None) -> Message:
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+POSSIBLE_DUPLICATE = ("Possible duplicate: an earlier attempt to send this message may have reached you "
+                      "(same message id); NeutroWatch could not confirm it.")
+
+
+def render_unit(items: Sequence[tuple[Mapping[str, Any], Job, str | None]], public_url: str, delivery: str,
+                redelivery: bool = False) -> Message:
+    """One message about one or more alerts of a patient to one receiver; ``items`` are (alert, job,
+    ack token). One alert: the single-alert message. Several (a group): every alert listed, most
+    severe first, each with its own links, and the webhook body's ``alerts`` has them all."""
+    ordered = sorted(items, key=lambda i: (_SEVERITY_ORDER.get(i[0]["severity"], 3), i[0]["observed_at"]))
+    if len(ordered) == 1:
+        alert, job, token = ordered[0]
+        m = render(alert, job, public_url, token, delivery)
+        entries = [_entry(alert, job, public_url, token)]
+        subject, text = m.subject, m.text
+    else:
+        first, job, _ = ordered[0]
+        entries = [_entry(a, j, public_url, t) for a, j, t in ordered]
+        kinds = ", ".join(f"{a['severity'].upper() if a['severity'] == 'critical' else a['severity']} "
+                          f"{a['kind'].replace('_', ' ')}" for a, _, _ in ordered)
+        subject = f"[NeutroWatch] {len(ordered)} alerts for {first['patient_id']}: {kinds}"
+        if len(subject) > 160:
+            subject = subject[:157] + "..."
+        lines = [f"{len(ordered)} alerts for patient {first['patient_id']} ({first['patient_key']}); "
+                 "acknowledge each on its own.", ""]
+        for n, (a, j, t) in enumerate(ordered, 1):
+            block = _alert_lines(a, public_url, t)
+            lines += [f"{n}. {a['severity'].upper()} {a['kind'].replace('_', ' ')}"] + ["   " + b for b in block] + [""]
+        text = "\n".join(lines).rstrip("\n") + "\n"
+    if redelivery:
+        subject = "(possible duplicate) " + subject
+        text = POSSIBLE_DUPLICATE + "\n\n" + text
+    head = entries[0]
+    payload = {"delivery_id": delivery, "purpose": job.purpose, "level": job.level, "receiver": job.receiver,
+               "redelivery": redelivery, "count": len(entries),
+               # the first (most severe) alert, as in a single-alert message; ``alerts`` has them all
+               "alert_url": head["alert_url"], "ack_url": head["ack_url"], "alert": head["alert"],
+               "alerts": entries}
+    return Message(subject, text, payload)
+
+
+def _entry(alert: Mapping[str, Any], job: Job, public_url: str, token: str | None) -> dict[str, Any]:
+    base = public_url.rstrip("/")
+    return {"alert_id": alert["alert_id"], "alert_url": f"{base}/alerts/{alert['alert_id']}",
+            "ack_url": f"{base}/ack?token={token}" if token and job.purpose != RETRACTION else None,
+            "alert": alert}
+
+
+def _alert_lines(alert: Mapping[str, Any], public_url: str, token: str | None) -> list[str]:
+    base = public_url.rstrip("/")
+    lines = [alert["summary"], f"Observed at: {alert['observed_at']}"]
+    if alert.get("anc_cells_per_ul") is not None:
+        lines.append(f"ANC: {alert['anc_cells_per_ul']:,.0f} cells/uL")
+    lines.append(f"Alert: {base}/alerts/{alert['alert_id']}")
+    if token:
+        lines.append(f"Acknowledge (one click): {base}/ack?token={token}")
+    return lines
+
+
+def render(alert: Mapping[str, Any], job: Job, public_url: str, ack_token: str | None,
+           delivery: str | None = None) -> Message:
     base = public_url.rstrip("/")
     alert_url = f"{base}/alerts/{alert['alert_id']}"
     ack_url = f"{base}/ack?token={ack_token}" if ack_token else None
@@ -50,7 +111,7 @@ def render(alert: Mapping[str, Any], job: Job, public_url: str, ack_token: str |
         lines.insert(len(lines) - 1, f"ANC: {alert['anc_cells_per_ul']:,.0f} cells/uL")
     if ack_url and job.purpose != RETRACTION:
         lines.append(f"Acknowledge (one click): {ack_url}")
-    payload = {"delivery_id": delivery_id(job), "purpose": job.purpose, "level": job.level, "receiver": job.receiver,
+    payload = {"delivery_id": delivery or delivery_id(job), "purpose": job.purpose, "level": job.level, "receiver": job.receiver,
                "alert_url": alert_url, "ack_url": ack_url if job.purpose != RETRACTION else None,
                "alert": alert}  # the whole explained alert (evidence, counts, linked infusions)
     return Message(subject, "\n".join(lines) + "\n", payload)
@@ -60,6 +121,12 @@ def delivery_id(job: Job) -> str:
     """Stable across retries and restarts: receivers drop a second delivery with the same id (after a
     crash between sending and recording, notify sends again rather than lose a notification)."""
     return stable_id("delivery.v1", job.key)
+
+
+def unit_delivery_id(keys: Sequence[str]) -> str:
+    """The id of a message about these jobs: a single job's is ``delivery_id``; a group's is over
+    its sorted member keys (recorded when first sent, so a re-send keeps it)."""
+    return stable_id("delivery.v1", *sorted(keys))
 
 
 # ----------------------------------------------------------------------------- ack tokens

@@ -9,6 +9,7 @@ import os
 import smtplib
 import socket
 import time
+import urllib.parse
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Callable, Protocol
@@ -47,7 +48,10 @@ class EmailSender:
         mail = EmailMessage()
         mail["From"], mail["To"], mail["Subject"] = s.notify_smtp_from, ", ".join(self.to), message.subject
         mail["Message-ID"] = f"<{message.payload['delivery_id']}@neutrowatch>"
+        if message.payload.get("redelivery"):
+            mail["X-NeutroWatch-Redelivery"] = "possible-duplicate"
         mail.set_content(message.text)
+        sent_data = False
         try:
             with smtplib.SMTP(s.notify_smtp_host, s.notify_smtp_port, timeout=s.notify_send_timeout_seconds) as smtp:
                 if s.notify_smtp_starttls:
@@ -55,6 +59,7 @@ class EmailSender:
                 if s.notify_smtp_username:
                     smtp.login(s.notify_smtp_username,
                                s.notify_smtp_password.get_secret_value() if s.notify_smtp_password else "")
+                sent_data = True  # from here on the server may have the message
                 smtp.send_message(mail)
         except smtplib.SMTPRecipientsRefused as exc:
             code = min(c for c, _ in exc.recipients.values())
@@ -62,9 +67,9 @@ class EmailSender:
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError("smtp", exc.smtp_code, "server refused") from None
         except (socket.timeout, TimeoutError):
-            raise DeliveryError("timeout", None, "SMTP timed out") from None
+            raise DeliveryError("timeout", None, "SMTP timed out", maybe_delivered=True) from None
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise DeliveryError("connection", None, type(exc).__name__) from None
+            raise DeliveryError("connection", None, type(exc).__name__, maybe_delivered=sent_data) from None
 
 
 class WebhookSender:
@@ -80,15 +85,40 @@ class WebhookSender:
         headers = {"Content-Type": "application/json", "X-NeutroWatch-Timestamp": ts,
                    "X-NeutroWatch-Delivery": message.payload["delivery_id"],
                    "X-NeutroWatch-Signature": webhook_signature(self._secret, ts, body)}
+        if message.payload.get("redelivery"):
+            headers["X-NeutroWatch-Redelivery"] = "possible-duplicate"
         try:
             async with self._session().post(self.url, data=body, headers=headers,
                                             timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
                 if resp.status >= 300:
                     raise DeliveryError("http", resp.status, "receiver answered an error")
         except asyncio.TimeoutError:
-            raise DeliveryError("timeout", None, "webhook timed out") from None
-        except aiohttp.ClientError as exc:
+            raise DeliveryError("timeout", None, "webhook timed out", maybe_delivered=True) from None
+        except aiohttp.ClientConnectorError as exc:  # never connected: the receiver has nothing
             raise DeliveryError("connection", None, type(exc).__name__) from None
+        except aiohttp.ClientError as exc:  # connected, then lost: it may have the message
+            raise DeliveryError("connection", None, type(exc).__name__, maybe_delivered=True) from None
+
+
+# Apprise services with a per-event idempotency key, and the URL parameter apprise reads it from:
+# PagerDuty Events v2 dedup_key (apprise `?dedup=`), Opsgenie alias (`?alias=`). Each message's
+# delivery id goes there, so a re-send after a crash updates the same incident instead of paging
+# twice. Other apprise services (chat, ntfy, ...) have no such key: a re-send says "possible
+# duplicate" in its text.
+DEDUP_PARAMS = {"pagerduty": "dedup", "opsgenie": "alias"}
+
+
+def with_dedup_key(url: str, key: str) -> str:
+    """``url`` with the service's idempotency parameter set to ``key`` (unless the URL sets it)."""
+    scheme = url.split("://", 1)[0].lower()
+    param = DEDUP_PARAMS.get(scheme)
+    if param is None:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == param for k, _ in query):
+        return url
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode([*query, (param, key)])))
 
 
 class AppriseSender:
@@ -96,19 +126,28 @@ class AppriseSender:
 
     def __init__(self, urls: list[str], timeout: float):
         import apprise
-        self._apprise = apprise.Apprise()
-        for url in urls:
-            if not self._apprise.add(url):
+        self._urls = list(urls)
+        for url in self._urls:
+            if not apprise.Apprise().add(url):
                 raise ConfigError("an apprise URL was not understood")
         self.timeout = timeout
 
+    def notifier(self, delivery_id: str):
+        """An Apprise for one message: keyed services get the delivery id as their dedup key."""
+        import apprise
+        a = apprise.Apprise()
+        for url in self._urls:
+            a.add(with_dedup_key(url, delivery_id))
+        return a
+
     async def send(self, message: Message) -> None:
         loop = asyncio.get_running_loop()
+        notifier = self.notifier(message.payload["delivery_id"])
         try:
             ok = await asyncio.wait_for(loop.run_in_executor(
-                None, lambda: self._apprise.notify(body=message.text, title=message.subject)), self.timeout)
+                None, lambda: notifier.notify(body=message.text, title=message.subject)), self.timeout)
         except asyncio.TimeoutError:
-            raise DeliveryError("timeout", None, "apprise timed out") from None
+            raise DeliveryError("timeout", None, "apprise timed out", maybe_delivered=True) from None
         if not ok:
             raise DeliveryError("unavailable", None, "a notifier did not accept the message")
 

@@ -10,6 +10,7 @@ import secrets
 import signal
 import sys
 import time
+from dataclasses import replace
 from typing import Callable, TextIO
 
 import aiohttp
@@ -18,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from neutrowatch import schemas, topics
-from neutrowatch.notify import audit, decisions, messages, receivers, routing
+from neutrowatch.notify import audit, decisions, grouping, messages, receivers, routing
 from neutrowatch.notify.decisions import ALERT, ESCALATION, Job
 from neutrowatch.notify.store import Store
 from neutrowatch.platform import metrics
@@ -129,15 +130,14 @@ class NotifyService:
         now = self.clock()
         if alert["kind"] == "alert_retracted":
             old = alert["retracts_alert_id"]
-            jobs = decisions.plan_retraction(old, await self.store.told(old), now)
-            old_alert, _ = await self.store.alert(old)
-            audits = [audit.record(j, old_alert, "scheduled", "retraction_notice", now, self._type(j.receiver))
-                      for j in jobs]
-            new = await self.store.accept(alert, produced_at, jobs, audits, retracts=old)
-            if new:
-                pending = await self.store.pending(old)
-                await self.store.cancel(pending, [audit.record(j, old_alert, "cancelled", "retracted", now,
-                                                               self._type(j.receiver)) for j in pending])
+            # 1. the retracted flag, atomically with the record: from here on no delivery of the old
+            #    alert can start (store.begin refuses it); 2. whom to tell and what to cancel, from one
+            #    snapshot. A crash between 1 and 2: the record comes again (offset not committed) and
+            #    2 runs then (P:rplanned says whether it ran).
+            new = await self.store.accept(alert, produced_at, [], [], retracts=old)
+            jobs = []
+            if new or not await self.store.retraction_planned(old):
+                jobs = await self._plan_retraction(old, now)
             outcome = "retraction" if new else "redelivered"
         else:
             jobs = decisions.plan(alert, self.routing, now)
@@ -147,13 +147,30 @@ class NotifyService:
         log.info("notify: alert %s %s (%d jobs)", alert["alert_id"][:8], outcome, len(jobs))
         return outcome
 
+    async def _plan_retraction(self, old: str, now: float) -> list[Job]:
+        """Retraction notices to every receiver that was or may have been told (delivered, or a
+        delivery in flight or with an unclear end); pending notices and escalations cancelled,
+        except a delivery being sent right now (it ends by itself; its notice waits for it)."""
+        assert self.store is not None
+        sent, flying, pending = await self.store.retraction_view(old)
+        old_alert, _ = await self.store.alert(old)
+        notices = decisions.plan_retraction(old, decisions.told_receivers(sent, flying.items()), now)
+        cancel = [j for j in pending if not (j.key in flying and flying[j.key].state == decisions.SENDING)]
+        audits = [audit.record(j, old_alert, "scheduled", "retraction_notice", now, self._type(j.receiver))
+                  for j in notices]
+        audits += [audit.record(j, old_alert, "cancelled", "retracted", now, self._type(j.receiver)) for j in cancel]
+        await self.store.plan_retraction(old, notices, cancel, audits)
+        return notices
+
     # --- delivery
     async def _dispatch(self) -> None:
         assert self.store is not None
         while True:
-            jobs = await self.store.claim_due(self.clock())
+            now = self.clock()
+            jobs = await self.store.claim_due(now)
             if jobs:
-                await asyncio.gather(*(self.deliver(j) for j in jobs))
+                units = await self._units(jobs, now)
+                await asyncio.gather(*(self.deliver_unit(unit, record) for unit, record in units))
                 continue
             self._wake.clear()
             try:
@@ -161,56 +178,139 @@ class NotifyService:
             except asyncio.TimeoutError:
                 pass
 
-    async def deliver(self, job: Job) -> str:
-        store, now = self.store, self.clock()
+    async def _units(self, jobs: list[Job], now: float) -> list[tuple[list[Job], decisions.InFlight | None]]:
+        """The messages to send for claimed jobs: a job with an in-flight record is re-sent exactly
+        as first sent (same members, same delivery id); the rest are grouped (grouping.py) with the
+        notices of their patient waiting in a group, which this claim takes along."""
+        store = self.store
         assert store is not None
-        alert, produced_at = await store.alert(job.alert_id)
-        rtype = self._type(job.receiver)
-        if alert is None:  # expired from the store: nothing to say
-            await store.complete(job, [])
-            return "unknown_alert"
-        decision = decisions.decide(job, alert, await store.state(alert, now), self.routing, now)
-        if not decision.go:
-            outcome = "suppressed" if decision.reason in ("duplicate", "silenced", "inhibited_by_critical") else "cancelled"
-            metrics.NOTIFY_SUPPRESSED.labels(decision.reason).inc()
-            log.info("notify: %s %s -> %s: %s", job.purpose, job.alert_id[:8], job.receiver, decision.reason)
-            await store.complete(job, [audit.record(job, alert, outcome, decision.reason, now, rtype,
-                                                    silence_id=decision.detail if decision.reason == "silenced" else None)])
-            return decision.reason
-        token = messages.sign_ack(self.ack_secret, job.alert_id, job.receiver,
-                                  now + self.s.notify_ack_link_ttl_seconds)
-        message = messages.render(alert, job, self.s.notify_public_url, token)
+        records = await store.in_flight(jobs)
+        resends: dict[str, tuple[list[Job], decisions.InFlight]] = {}
+        fresh: list[Job] = []
+        for j in jobs:
+            r = records.get(j.key)
+            if r is None:
+                fresh.append(j)
+            else:
+                resends.setdefault(r.delivery_id, ([], r))[0].append(j)
+        out: list[tuple[list[Job], decisions.InFlight | None]] = []
+        for members, r in resends.values():
+            have = {j.key for j in members}
+            members += await store.claim_jobs([k for k in r.keys if k not in have], now)
+            out.append((members, r))
+        waiting: list[Job] = []
+        for group in sorted({j.group for j in fresh if grouping.leads_a_group(j)}):
+            taken = await store.claim_group(group, now)
+            flying = await store.in_flight(taken)  # an earlier message's member: re-sent on its own
+            await store.release([j for j in taken if j.key in flying])
+            waiting += [j for j in taken if j.key not in flying]
+        messages_, unused = grouping.units(fresh, waiting)
+        await store.release(unused)
+        return out + [(m, None) for m in messages_]
+
+    async def deliver_unit(self, jobs: list[Job], record: decisions.InFlight | None) -> str:
+        """One message to one receiver about one or more alerts. ``record``: the in-flight record of
+        an earlier attempt (re-send with its delivery id, marked as a possible duplicate when that
+        attempt may have reached the receiver)."""
+        store, now = self.store, self.clock()
+        assert store is not None and jobs
+        receiver, rtype = jobs[0].receiver, self._type(jobs[0].receiver)
+        stale_after = store.lease
+        go: list[tuple[Job, dict, float | None]] = []
+        finished: list[tuple] = []
+        later: list[Job] = []
+        for job in jobs:
+            alert, produced_at = await store.alert(job.alert_id)
+            if alert is None:  # expired from the store: nothing to say
+                finished.append((job, [], [], None, False, True))
+                continue
+            decision = decisions.decide(job, alert, await store.state(alert, now), self.routing, now, stale_after)
+            if decision.reason == "waiting_for_in_flight":  # a retraction notice waits for the alert's own
+                later.append(job)
+                continue
+            if not decision.go:
+                finished.append(self._not_sent(job, alert, decision, now, rtype))
+                continue
+            go.append((job, alert, produced_at))
+        await store.release(later, due=now + 0.5)
+        while go:
+            keys = [j.key for j, _, _ in go]
+            if record is None:
+                flight = decisions.InFlight(messages.unit_delivery_id(keys), tuple(sorted(keys)), decisions.SENDING, now)
+            else:
+                flight = replace(record, state=decisions.SENDING, at=now)
+            refused = await store.begin([j for j, _, _ in go], flight, fresh=record is None)
+            if not refused:
+                break
+            # retracted (or cancelled, e.g. an escalation by an acknowledgement) since the decision
+            for j, alert, _ in go:
+                if refused.get(j.key) == "retracted":
+                    finished.append(self._not_sent(j, alert, decisions.Decision(False, "retracted"), now, rtype))
+            go = [g for g in go if g[0].key not in refused]
+            if record is not None:
+                break
+        if finished:
+            await store.complete_many(finished)
+        if not go:
+            return "nothing_to_send"
+        redelivery = record is not None and record.maybe_sent
+        items = [(alert, j, messages.sign_ack(self.ack_secret, j.alert_id, j.receiver,
+                                              now + self.s.notify_ack_link_ttl_seconds) if j.purpose != "retraction" else None)
+                 for j, alert, _ in go]
+        message = messages.render_unit(items, self.s.notify_public_url, flight.delivery_id, redelivery)
         try:
-            await asyncio.wait_for(self.senders[job.receiver].send(message), self.s.notify_send_timeout_seconds + 1)
+            await asyncio.wait_for(self.senders[receiver].send(message), self.s.notify_send_timeout_seconds + 1)
         except (decisions.DeliveryError, asyncio.TimeoutError) as exc:
             err = exc if isinstance(exc, decisions.DeliveryError) else decisions.DeliveryError("timeout")
-            return await self._failed(job, alert, err, rtype)
+            return await self._failed_unit(go, flight, err, rtype, record is not None and record.maybe_sent)
         done = self.clock()
-        follow = [j for j in [decisions.next_escalation(job, done)] if j]
-        await store.complete(job, [audit.record(job, alert, "sent", "delivered", done, rtype)], follow,
-                             sent_at=done, open_critical=alert["severity"] == "critical" and job.purpose == ALERT)
-        metrics.NOTIFY_SENT.labels(rtype, job.purpose).inc()
-        if job.purpose == ALERT and produced_at:
-            metrics.NOTIFY_DELIVERY_SECONDS.labels(rtype).observe(max(0.0, done - produced_at))
-        log.info("notify: %s %s -> %s (%s) delivered, attempt %d", job.purpose, job.alert_id[:8], job.receiver,
-                 rtype, job.attempt)
+        await store.complete_many(
+            [(j, [audit.record(j, alert, "sent", "redelivered_possible_duplicate" if redelivery else "delivered",
+                               done, rtype)],
+              [e for e in [decisions.next_escalation(j, done)] if e], done,
+              alert["severity"] == "critical" and j.purpose == ALERT, True) for j, alert, _ in go])
+        for j, alert, produced_at in go:
+            metrics.NOTIFY_SENT.labels(rtype, j.purpose).inc()
+            if j.purpose == ALERT and produced_at:
+                metrics.NOTIFY_DELIVERY_SECONDS.labels(rtype).observe(max(0.0, done - produced_at))
+        log.info("notify: %s %s -> %s (%s) delivered%s, attempt %d%s", go[0][0].purpose,
+                 ",".join(j.alert_id[:8] for j, _, _ in go), receiver, rtype,
+                 f" as one message about {len(go)} alerts" if len(go) > 1 else "", go[0][0].attempt,
+                 " (re-send, possible duplicate)" if redelivery else "")
         return "delivered"
 
-    async def _failed(self, job: Job, alert: dict, err: decisions.DeliveryError, rtype: str) -> str:
+    def _not_sent(self, job: Job, alert: dict, decision: decisions.Decision, now: float, rtype: str) -> tuple:
+        outcome = "suppressed" if decision.reason in ("duplicate", "silenced", "inhibited_by_critical") else "cancelled"
+        metrics.NOTIFY_SUPPRESSED.labels(decision.reason).inc()
+        log.info("notify: %s %s -> %s: %s", job.purpose, job.alert_id[:8], job.receiver, decision.reason)
+        rec = audit.record(job, alert, outcome, decision.reason, now, rtype,
+                           silence_id=decision.detail if decision.reason == "silenced" else None)
+        # an in-flight record that may have reached the receiver stays: a retraction still tells it
+        return (job, [rec], [], None, False, False)
+
+    async def _failed_unit(self, go: list[tuple[Job, dict, float | None]], flight: decisions.InFlight,
+                           err: decisions.DeliveryError, rtype: str, earlier_maybe_sent: bool) -> str:
         assert self.store is not None
         now, verdict = self.clock(), decisions.classify(err)
-        again = decisions.retry(job, now, self.s.notify_retry_initial_seconds, self.s.notify_retry_max_seconds,
+        state = decisions.in_flight_state(err, earlier_maybe_sent)
+        await self.store.mark([j for j, _, _ in go], replace(flight, state=state, at=now))
+        lead = go[0][0]
+        again = decisions.retry(lead, now, self.s.notify_retry_initial_seconds, self.s.notify_retry_max_seconds,
                                 self.s.notify_retry_give_up_seconds) if verdict.go else None
         metrics.NOTIFY_FAILED.labels(rtype, verdict.reason, str(again is not None).lower()).inc()
-        log.warning("notify: %s %s -> %s (%s) failed: %s%s", job.purpose, job.alert_id[:8], job.receiver, rtype,
-                    verdict.reason, "; retrying" if again else "; giving up")
-        if again is not None:
-            await self.store.complete(job, [audit.record(job, alert, "retrying", verdict.reason, now, rtype)], [again])
-            return "retrying"
-        fb = decisions.fallback(job, self.routing, now)
-        await self.store.complete(job, [audit.record(job, alert, "failed", verdict.reason, now, rtype)],
-                                  [fb] if fb else [])
-        return "failed"
+        log.warning("notify: %s %s -> %s (%s) failed: %s%s", lead.purpose, ",".join(j.alert_id[:8] for j, _, _ in go),
+                    lead.receiver, rtype, verdict.reason, "; retrying" if again else "; giving up")
+        items = []
+        for j, alert, _ in go:
+            if again is not None:  # every member again, at the same time: the same message
+                nxt = replace(j, attempt=again.attempt, due=again.due, first_try_at=again.first_try_at)
+                items.append((j, [audit.record(j, alert, "retrying", verdict.reason, now, rtype)], [nxt], None, False, False))
+            else:
+                fb = decisions.fallback(j, self.routing, now)
+                items.append((j, [audit.record(j, alert, "failed", verdict.reason, now, rtype)], [fb] if fb else [],
+                              None, False, state == decisions.FAILED))
+        await self.store.complete_many(items)
+        return "retrying" if again is not None else "failed"
 
     # --- acknowledgements (used by the API)
     async def acknowledge(self, alert_id: str, by: str, note: str | None, via: str) -> tuple[int, dict]:

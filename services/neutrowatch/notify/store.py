@@ -3,17 +3,21 @@ Lua script), so the Kafka offset is committed only after the decision is durable
 
 Keys (prefix P): P:alert:{id} the alert; P:jobs zset of job keys by due time (a claimed job's
 score is pushed out by a lease, so a crashed sender's job comes back); P:jobdata hash of jobs;
-P:ajobs:{id} job keys of an alert; P:sent:{id} delivered job keys -> time; P:ack:{id};
-P:retracted:{id}; P:crit:{patient_key} criticals of a patient; P:silences; P:open_critical
-zset (unacknowledged delivered criticals); P:outbox audit records not yet on Kafka.
+P:leased job key -> lease end (a claimed job no other claim may take); P:ajobs:{id} job keys of
+an alert; P:gpend:{receiver}|{patient_key} first notices waiting in a group; P:inflight:{id} job
+key -> the delivery started for it and not yet recorded (delivery id, member keys, state);
+P:sent:{id} delivered job keys -> time; P:ack:{id}; P:retracted:{id}; P:rplanned:{id} the
+retraction notices of the alert are planned; P:crit:{patient_key} criticals of a patient;
+P:silences; P:open_critical zset (unacknowledged, unretracted delivered criticals -> first
+delivery); P:outbox audit records not yet on Kafka.
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Iterable
 
-from neutrowatch.notify.decisions import (ALERT, ESCALATION, AlertState, Critical, Job, Silence, episode_of,
-                                          observed_epoch)
+from neutrowatch.notify.decisions import (ALERT, ESCALATION, AlertState, Critical, InFlight, Job, Silence,
+                                          episode_of, observed_epoch, purpose_of)
 
 KEEP_SECONDS = 90 * 24 * 3600
 
@@ -23,16 +27,81 @@ if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 en
 for _, cmd in ipairs(cjson.decode(ARGV[3])) do redis.call(unpack(cmd)) end
 return 1
 """
-# KEYS[1] = jobs zset, KEYS[2] = jobdata hash; ARGV = now, lease, limit.
+# KEYS[1] = jobs zset, KEYS[2] = jobdata hash, KEYS[3] = leased hash; ARGV = now, lease, limit.
 _CLAIM = """
 local keys = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local until_ = tonumber(ARGV[1]) + tonumber(ARGV[2])
 local out = {}
 for _, k in ipairs(keys) do
-  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), k)
   local d = redis.call('HGET', KEYS[2], k)
-  if d then table.insert(out, d) else redis.call('ZREM', KEYS[1], k) end
+  if d then
+    redis.call('ZADD', KEYS[1], until_, k)
+    redis.call('HSET', KEYS[3], k, until_)
+    table.insert(out, d)
+  else
+    redis.call('ZREM', KEYS[1], k)
+    redis.call('HDEL', KEYS[3], k)
+  end
 end
 return out
+"""
+# Claim named jobs that nobody holds (group members, the other members of an in-flight message).
+# KEYS as _CLAIM, KEYS[4] = a group's set (its missing jobs are removed) or ''; ARGV = now, lease,
+# JSON list of job keys (empty: the group's members).
+_CLAIM_KEYS = """
+local now, until_ = tonumber(ARGV[1]), tonumber(ARGV[1]) + tonumber(ARGV[2])
+local keys = cjson.decode(ARGV[3])
+if #keys == 0 and KEYS[4] ~= '' then keys = redis.call('SMEMBERS', KEYS[4]) end
+local out = {}
+for _, k in ipairs(keys) do
+  local d = redis.call('HGET', KEYS[2], k)
+  if not d then
+    if KEYS[4] ~= '' then redis.call('SREM', KEYS[4], k) end
+  else
+    local held = tonumber(redis.call('HGET', KEYS[3], k) or '0')
+    if held <= now then
+      redis.call('ZADD', KEYS[1], until_, k)
+      redis.call('HSET', KEYS[3], k, until_)
+      table.insert(out, d)
+    end
+  end
+end
+return out
+"""
+# Before handing a message to a receiver: every member job must still exist and (unless it is a
+# retraction notice) its alert must not be retracted; then each member's in-flight record is
+# written. ARGV[1] = prefix, ARGV[2] = JSON [{key, alert_id, purpose}], ARGV[3] = the record,
+# ARGV[4] = '1' when every member must pass (a new message) or '0' (a re-send: the passing ones).
+# Returns 'gone:<key>' / 'retracted:<key>' for those that did not pass; nothing is written when a
+# new message has any.
+_BEGIN = """
+local p = ARGV[1]
+local bad, ok = {}, {}
+for _, m in ipairs(cjson.decode(ARGV[2])) do
+  if redis.call('HEXISTS', p .. ':jobdata', m.key) == 0 then
+    table.insert(bad, 'gone:' .. m.key)
+  elseif m.purpose ~= 'retraction' and redis.call('EXISTS', p .. ':retracted:' .. m.alert_id) == 1 then
+    table.insert(bad, 'retracted:' .. m.key)
+  else
+    table.insert(ok, m)
+  end
+end
+if ARGV[4] == '1' and #bad > 0 then return bad end
+for _, m in ipairs(ok) do
+  redis.call('HSET', p .. ':inflight:' .. m.alert_id, m.key, ARGV[3])
+  redis.call('EXPIRE', p .. ':inflight:' .. m.alert_id, ARGV[5])
+end
+return bad
+"""
+# Steps of commands; a step with ``unless`` (a key) is skipped when that key exists (e.g. the
+# alert was retracted meanwhile: no escalation, not an open critical). ARGV[1] = JSON steps.
+_STEPS = """
+for _, step in ipairs(cjson.decode(ARGV[1])) do
+  if not step.unless or redis.call('EXISTS', step.unless) == 0 then
+    for _, cmd in ipairs(step.cmds) do redis.call(unpack(cmd)) end
+  end
+end
+return 1
 """
 
 
@@ -41,6 +110,9 @@ class Store:
         self.r, self.p, self.lease = redis, prefix, lease_seconds
         self._if_new = redis.register_script(_IF_NEW)
         self._claim = redis.register_script(_CLAIM)
+        self._claim_keys = redis.register_script(_CLAIM_KEYS)
+        self._begin = redis.register_script(_BEGIN)
+        self._steps = redis.register_script(_STEPS)
 
     def k(self, *parts: str) -> str:
         return ":".join((self.p, *parts))
@@ -63,34 +135,116 @@ class Store:
                                        args=[value, KEEP_SECONDS, json.dumps(cmds)]))
 
     def _job_cmds(self, job: Job) -> list[list[Any]]:
-        return [["ZADD", self.k("jobs"), job.due, job.key],
+        cmds = [["ZADD", self.k("jobs"), job.due, job.key],
                 ["HSET", self.k("jobdata"), job.key, json.dumps(job.to_dict())],
                 ["SADD", self.k("ajobs", job.alert_id), job.key],
                 ["EXPIRE", self.k("ajobs", job.alert_id), KEEP_SECONDS]]
+        if job.joinable:
+            cmds += [["SADD", self.k("gpend", job.group), job.key],
+                     ["EXPIRE", self.k("gpend", job.group), KEEP_SECONDS]]
+        return cmds
 
-    async def told(self, alert_id: str) -> list[str]:
-        """Receivers that were sent the alert (first notice or escalation)."""
-        keys = await self.r.hkeys(self.k("sent", alert_id))
-        return sorted({k.decode().split("|")[1] for k in keys if k.decode().split("|")[2] in (ALERT, ESCALATION)})
+    def _drop_cmds(self, job: Job) -> list[list[Any]]:
+        cmds = [["ZREM", self.k("jobs"), job.key], ["HDEL", self.k("jobdata"), job.key],
+                ["HDEL", self.k("leased"), job.key], ["SREM", self.k("ajobs", job.alert_id), job.key]]
+        if job.group is not None:
+            cmds.append(["SREM", self.k("gpend", job.group), job.key])
+        return cmds
+
+    async def retraction_view(self, alert_id: str) -> tuple[frozenset[str], dict[str, InFlight], list[Job]]:
+        """One consistent snapshot (MULTI) of an alert's delivered job keys, in-flight deliveries and
+        pending first notices and escalations: whom a retraction must tell, what it cancels."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hkeys(self.k("sent", alert_id))
+        pipe.hgetall(self.k("inflight", alert_id))
+        pipe.smembers(self.k("ajobs", alert_id))
+        sent, flying, keys = await pipe.execute()
+        wanted = [k for k in keys if purpose_of(k.decode()) in (ALERT, ESCALATION)]
+        data = await self.r.hmget(self.k("jobdata"), wanted) if wanted else []
+        return (frozenset(k.decode() for k in sent),
+                {k.decode(): InFlight.from_dict(json.loads(v)) for k, v in flying.items()},
+                [Job.from_dict(json.loads(d)) for d in data if d])
+
+    async def retraction_planned(self, alert_id: str) -> bool:
+        return bool(await self.r.exists(self.k("rplanned", alert_id)))
+
+    async def plan_retraction(self, alert_id: str, notices: list[Job], cancel: list[Job], audits: list[dict]) -> None:
+        """The retraction notices and cancellations of a retracted alert, in one step."""
+        cmds = [c for j in notices for c in self._job_cmds(j)] + [c for j in cancel for c in self._drop_cmds(j)]
+        cmds += [["RPUSH", self.k("outbox"), json.dumps(a)] for a in audits]
+        cmds += [["SET", self.k("rplanned", alert_id), "1", "EX", KEEP_SECONDS]]
+        await self._steps(args=[json.dumps([{"cmds": cmds}])])
 
     async def pending(self, alert_id: str, purposes: Iterable[str] = (ALERT, ESCALATION)) -> list[Job]:
         keys = await self.r.smembers(self.k("ajobs", alert_id))
-        wanted = [k for k in keys if k.decode().split("|")[2] in tuple(purposes)]
+        wanted = [k for k in keys if purpose_of(k.decode()) in tuple(purposes)]
         data = await self.r.hmget(self.k("jobdata"), wanted) if wanted else []
         return [Job.from_dict(json.loads(d)) for d in data if d]
 
     async def cancel(self, jobs: list[Job], audits: list[dict]) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        for j in jobs:
-            self._drop(pipe, j)
-        for a in audits:
-            pipe.rpush(self.k("outbox"), json.dumps(a))
-        await pipe.execute()
+        cmds = [c for j in jobs for c in self._drop_cmds(j)]
+        cmds += [["RPUSH", self.k("outbox"), json.dumps(a)] for a in audits]
+        await self._steps(args=[json.dumps([{"cmds": cmds}])])
 
     # --- dispatch
+    def _claim_keys_of(self) -> list[str]:
+        return [self.k("jobs"), self.k("jobdata"), self.k("leased")]
+
     async def claim_due(self, now: float, limit: int = 50) -> list[Job]:
-        data = await self._claim(keys=[self.k("jobs"), self.k("jobdata")], args=[now, self.lease, limit])
+        data = await self._claim(keys=self._claim_keys_of(), args=[now, self.lease, limit])
         return [Job.from_dict(json.loads(d)) for d in data]
+
+    async def claim_group(self, group: str, now: float) -> list[Job]:
+        """The notices waiting in a group that no one holds, now held by this claim."""
+        data = await self._claim_keys(keys=[*self._claim_keys_of(), self.k("gpend", group)],
+                                      args=[now, self.lease, "[]"])
+        return [Job.from_dict(json.loads(d)) for d in data]
+
+    async def claim_jobs(self, keys: list[str], now: float) -> list[Job]:
+        if not keys:
+            return []
+        data = await self._claim_keys(keys=[*self._claim_keys_of(), ""], args=[now, self.lease, json.dumps(keys)])
+        return [Job.from_dict(json.loads(d)) for d in data]
+
+    async def release(self, jobs: Iterable[Job], due: float | None = None) -> None:
+        """Give claimed jobs back, due again at ``due`` (default: their own due time)."""
+        jobs = list(jobs)
+        if not jobs:
+            return
+        pipe = self.r.pipeline(transaction=True)
+        for j in jobs:
+            pipe.zadd(self.k("jobs"), {j.key: j.due if due is None else due}, xx=True)
+            pipe.hdel(self.k("leased"), j.key)
+        await pipe.execute()
+
+    async def in_flight(self, jobs: Iterable[Job]) -> dict[str, InFlight]:
+        """In-flight records of these jobs, by job key."""
+        jobs = list(jobs)
+        if not jobs:
+            return {}
+        pipe = self.r.pipeline(transaction=False)
+        for j in jobs:
+            pipe.hget(self.k("inflight", j.alert_id), j.key)
+        return {j.key: InFlight.from_dict(json.loads(raw)) for j, raw in zip(jobs, await pipe.execute()) if raw}
+
+    async def begin(self, jobs: list[Job], record: InFlight, fresh: bool) -> dict[str, str]:
+        """Mark a message in flight before the receiver is called. Returns the jobs that may not be
+        sent: key -> 'gone' (cancelled meanwhile) or 'retracted'."""
+        members = [{"key": j.key, "alert_id": j.alert_id, "purpose": j.purpose} for j in jobs]
+        bad = await self._begin(args=[self.p, json.dumps(members), json.dumps(record.to_dict()),
+                                      "1" if fresh else "0", KEEP_SECONDS])
+        out = {}
+        for b in bad:
+            why, _, key = (b.decode() if isinstance(b, bytes) else b).partition(":")
+            out[key] = why
+        return out
+
+    async def mark(self, jobs: Iterable[Job], record: InFlight) -> None:
+        """Record how an attempt ended (state UNKNOWN or FAILED) for a later re-send."""
+        pipe = self.r.pipeline(transaction=True)
+        for j in jobs:
+            pipe.hset(self.k("inflight", j.alert_id), j.key, json.dumps(record.to_dict()))
+        await pipe.execute()
 
     async def alert(self, alert_id: str) -> tuple[dict | None, float | None]:
         raw = await self.r.get(self.k("alert", alert_id))
@@ -106,34 +260,44 @@ class Store:
         pipe.exists(self.k("retracted", alert["alert_id"]))
         pipe.hgetall(self.k("crit", alert["patient_key"]))
         pipe.hvals(self.k("silences"))
-        sent, acked, retracted, crits, silences = await pipe.execute()
+        pipe.hgetall(self.k("inflight", alert["alert_id"]))
+        sent, acked, retracted, crits, silences, flying = await pipe.execute()
         return AlertState(
             sent=frozenset(k.decode() for k in sent), acked=bool(acked), retracted=bool(retracted),
             criticals=tuple(Critical(a.decode(), json.loads(v)["observed_at"], json.loads(v)["episode"])
                             for a, v in crits.items()),
-            silences=tuple(s for s in (silence_from(json.loads(v)) for v in silences) if s.active(now)))
+            silences=tuple(s for s in (silence_from(json.loads(v)) for v in silences) if s.active(now)),
+            in_flight=tuple(sorted((k.decode(), InFlight.from_dict(json.loads(v))) for k, v in flying.items())))
 
     async def complete(self, job: Job, audits: list[dict], then: Iterable[Job] = (), sent_at: float | None = None,
-                       open_critical: bool = False) -> None:
+                       open_critical: bool = False, forget_in_flight: bool = False) -> None:
         """Finish a claimed job: drop it, record delivery, schedule what follows, queue the audit."""
-        pipe = self.r.pipeline(transaction=True)
-        self._drop(pipe, job)
-        if sent_at is not None:
-            pipe.hset(self.k("sent", job.alert_id), job.key, sent_at)
-            pipe.expire(self.k("sent", job.alert_id), KEEP_SECONDS)
-            if open_critical:
-                pipe.zadd(self.k("open_critical"), {job.alert_id: sent_at}, nx=True)
-        for nxt in then:
-            for cmd in self._job_cmds(nxt):
-                pipe.execute_command(*cmd)
-        for a in audits:
-            pipe.rpush(self.k("outbox"), json.dumps(a))
-        await pipe.execute()
+        await self.complete_many([(job, audits, list(then), sent_at, open_critical, forget_in_flight)])
 
-    def _drop(self, pipe, job: Job) -> None:
-        pipe.zrem(self.k("jobs"), job.key)
-        pipe.hdel(self.k("jobdata"), job.key)
-        pipe.srem(self.k("ajobs", job.alert_id), job.key)
+    async def complete_many(self, items: Iterable[tuple[Job, list[dict], list[Job], float | None, bool, bool]]) -> None:
+        """Finish claimed jobs in one atomic step; each item is (job, audits, follow-up jobs, sent
+        at or None, an open critical?, forget its in-flight record?). A delivery clears the in-flight
+        record; an escalation and the open-critical entry are skipped when the alert was
+        retracted meanwhile (a retraction racing a delivery never leaves an escalation behind); a
+        retry or fallback is kept: it is cancelled, with its audit, when due."""
+        steps: list[dict] = []
+        for job, audits, then, sent_at, open_critical, forget in items:
+            cmds = self._drop_cmds(job)
+            if sent_at is not None:
+                cmds += [["HSET", self.k("sent", job.alert_id), job.key, sent_at],
+                         ["EXPIRE", self.k("sent", job.alert_id), KEEP_SECONDS]]
+            if sent_at is not None or forget:
+                cmds.append(["HDEL", self.k("inflight", job.alert_id), job.key])
+            cmds += [["RPUSH", self.k("outbox"), json.dumps(a)] for a in audits]
+            cmds += [c for nxt in then if nxt.purpose != ESCALATION for c in self._job_cmds(nxt)]
+            steps.append({"cmds": cmds})
+            later = [c for nxt in then if nxt.purpose == ESCALATION for c in self._job_cmds(nxt)]
+            if sent_at is not None and open_critical:
+                later.append(["ZADD", self.k("open_critical"), "NX", sent_at, job.alert_id])
+            if later:
+                steps.append({"unless": self.k("retracted", job.alert_id), "cmds": later})
+        if steps:
+            await self._steps(args=[json.dumps(steps)])
 
     # --- acknowledgements
     async def ack(self, alert_id: str, ack: dict, audit: dict) -> tuple[bool, float | None]:
