@@ -97,3 +97,38 @@ def test_naive_datetimes_are_refused():
                    datetime(2024, 1, 1), Source("canonical"))
     with pytest.raises(ValueError):
         step(PatientState.empty(), ev, DetectionConfig())
+
+
+def temp(i, day, hour, celsius, status="F", pid="p1"):
+    return LabResult(f"tmp-{i:04d}", f"evt-{i}-{status}", pid, None, "body_temperature", celsius, "Cel", status,
+                     T0 + timedelta(days=day, hours=hour), Source("canonical"))
+
+
+def test_febrile_neutropenia_is_not_withdrawn_when_its_fever_ages_out_of_the_temperature_window():
+    # ANC 400 with 38.6 C: febrile neutropenia. Days later, normal temperatures and counts push the
+    # fever reading out of the few days of temperatures the state keeps; that is not a reason to
+    # tell clinicians the alert no longer holds.
+    evs = [lab(0, 0, 1800), lab(1, 1, 400), temp(0, 1, 4, 38.6)]
+    evs += [temp(i, day, 6, 36.9) for i, day in enumerate(range(2, 9), start=1)]
+    evs += [lab(i, day, 800) for i, day in enumerate(range(3, 9), start=2)]
+    evs += [lab(7, 8, 900, status="C")]  # a correction of a later count is not about that fever
+    alerts = run(evs)
+    assert kinds(alerts).count("febrile_neutropenia") == 1
+    assert [a for a in alerts if a.kind == "alert_retracted"] == []
+
+
+def test_a_corrected_fever_still_withdraws_febrile_neutropenia():
+    evs = [lab(0, 0, 1800), lab(1, 1, 400), temp(0, 1, 4, 38.6), temp(0, 1, 4, 37.0, status="C")]
+    alerts = run(evs)
+    retracted = [a for a in alerts if a.kind == "alert_retracted"]
+    assert kinds(alerts).count("febrile_neutropenia") == 1 and len(retracted) == 1
+    assert retracted[0].evidence["retracted_kind"] == "febrile_neutropenia"
+
+
+@pytest.mark.parametrize("counts", [[0, 0], [0, 0, 0], [40, 0, 0], [0, 0, 1800, 0]])
+def test_repeated_counts_of_zero_are_evaluated_not_skipped(counts):
+    # The sickest patients: an ANC of 0 after an ANC of 0 is no "decline" (and divided by zero).
+    alerts = run([lab(i, i * 0.5, v) for i, v in enumerate(counts)])  # raised ZeroDivisionError
+    assert "agranulocytosis" in kinds(alerts)
+    assert all(a.evidence["rapid_decline"]["from"]["value"] > 0
+               for a in alerts if "rapid_decline" in a.evidence)

@@ -253,7 +253,8 @@ def _run(c: Carry, entries: list[Obs], start: int, limits_at: Callable[[int], Li
         if v < rapid_below:
             j = i - 1
             while j >= 0 and et - entries[j].t <= window:
-                if float(entries[j].v) * rapid_fraction >= v:  # type: ignore[arg-type]
+                before = float(entries[j].v)  # type: ignore[arg-type]
+                if before > v and before * rapid_fraction >= v:  # 0 after 0 is no decline
                     if ref is None or float(entries[j].v) > float(entries[ref].v):  # type: ignore[arg-type]
                         ref = j
                 j -= 1
