@@ -238,6 +238,13 @@ def _touches_basis(change: Change, alert_t: int) -> bool:
     return change.t <= alert_t
 
 
+def _fever_gone(aid: str, kind: str, state: PatientState) -> bool:
+    """A febrile neutropenia alert whose fever reading has left the kept temperatures cannot be
+    re-evaluated, so nothing can withdraw it (a corrected or deleted fever is still a row)."""
+    return kind == "febrile_neutropenia" and all(
+        alert_id(state.patient_key, kind, r.oid) != aid for r in state.temps)
+
+
 def _diff(state: PatientState, findings: list[Finding], change: Change, event: Event,
           config: DetectionConfig) -> tuple[PatientState, list[Alert]]:
     key, horizon = state.patient_key, state.horizon
@@ -248,7 +255,8 @@ def _diff(state: PatientState, findings: list[Finding], change: Change, event: E
             if aid not in current:
                 current[aid] = f
     emitted = state.emitted
-    gone = [aid for aid in emitted if aid not in current and _touches_basis(change, emitted[aid][1])]
+    gone = [aid for aid in emitted if aid not in current and _touches_basis(change, emitted[aid][1])
+            and not _fever_gone(aid, emitted[aid][0], state)]
     new = [(aid, f) for aid, f in current.items() if aid not in emitted]
     if not gone and not new:
         return state, []
