@@ -348,10 +348,11 @@ def test_a_patients_alerts_within_the_window_are_one_message_per_receiver(notify
     producer.send(*alerts)
     time.sleep(3)
     assert len(hook.about(ids[0], raw=True)) == 1 and len(mailbox.about(ids[0], raw=True)) == 1
-    # the audit stays per alert: each was sent to each receiver once
+    # the audit stays per alert: each was sent to each receiver once, in the one message
     for i in ids:
-        sent = sorted(r["receiver"] for r in audit(kafka_bootstrap, i, timeout=3) if r["outcome"] == "sent")
-        assert sent == ["hook", "mail"], (i, sent)
+        sent = sorted((r["receiver"], r["delivery_id"]) for r in audit(kafka_bootstrap, i, timeout=3)
+                      if r["outcome"] == "sent")
+        assert sent == [("hook", body["delivery_id"]), ("mail", mail["Message-ID"][1:].split("@")[0])], (i, sent)
 
 
 def test_a_critical_is_sent_at_once_and_carries_the_patients_waiting_alerts(notify, receivers, producer,

@@ -16,7 +16,7 @@ def iso(t: float) -> str:
 
 def record(job: Job, alert: Mapping[str, Any] | None, outcome: str, reason: str, now: float,
            receiver_type: str = "none", silence_id: str | None = None,
-           ack: Mapping[str, Any] | None = None) -> dict[str, Any]:
+           ack: Mapping[str, Any] | None = None, delivery_id: str | None = None) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "schema": SCHEMA,
         "notification_id": stable_id("notification.v1", job.key, job.attempt, outcome, reason,
@@ -31,4 +31,6 @@ def record(job: Job, alert: Mapping[str, Any] | None, outcome: str, reason: str,
         rec["silence_id"] = silence_id
     if ack is not None:
         rec["ack"] = dict(ack)
+    if delivery_id:
+        rec["delivery_id"] = delivery_id
     return rec

@@ -266,7 +266,7 @@ class NotifyService:
         done = self.clock()
         await store.complete_many(
             [(j, [audit.record(j, alert, "sent", "redelivered_possible_duplicate" if redelivery else "delivered",
-                               done, rtype)],
+                               done, rtype, delivery_id=flight.delivery_id)],
               [e for e in [decisions.next_escalation(j, done)] if e], done,
               alert["severity"] == "critical" and j.purpose == ALERT, True) for j, alert, _ in go])
         for j, alert, produced_at in go:
@@ -304,10 +304,10 @@ class NotifyService:
         for j, alert, _ in go:
             if again is not None:  # every member again, at the same time: the same message
                 nxt = replace(j, attempt=again.attempt, due=again.due, first_try_at=again.first_try_at)
-                items.append((j, [audit.record(j, alert, "retrying", verdict.reason, now, rtype)], [nxt], None, False, False))
+                items.append((j, [audit.record(j, alert, "retrying", verdict.reason, now, rtype, delivery_id=flight.delivery_id)], [nxt], None, False, False))
             else:
                 fb = decisions.fallback(j, self.routing, now)
-                items.append((j, [audit.record(j, alert, "failed", verdict.reason, now, rtype)], [fb] if fb else [],
+                items.append((j, [audit.record(j, alert, "failed", verdict.reason, now, rtype, delivery_id=flight.delivery_id)], [fb] if fb else [],
                               None, False, state == decisions.FAILED))
         await self.store.complete_many(items)
         return "retrying" if again is not None else "failed"
