@@ -200,6 +200,83 @@ def batched(events, config, seed):
     return out
 
 
+class _Version(int):
+    """A commit result: the new version, or -1; truthy when applied (older processors test
+    truthiness, newer ones compare with 0)."""
+
+    def __bool__(self) -> bool:
+        return self >= 0
+
+
+class FakeStore:
+    """The monitor's StateStore in memory: JSON docs with versions; every ``bump_every``-th commit
+    another worker (same content, next version) gets in first, so the processor's commit is refused
+    and the patient reloaded."""
+
+    def __init__(self, bump_every: int = 0):
+        self.docs: dict[str, tuple[int, str, str]] = {}
+        self.commits, self.bump_every, self.conflicts = 0, bump_every, 0
+
+    async def load_many(self, keys):
+        from neutrowatch.monitor.state_store import Loaded
+        out = {}
+        for pk in dict.fromkeys(keys):
+            ver, doc, meta = self.docs.get(pk, (0, None, None))
+            out[pk] = Loaded(pk, PatientState.from_dict(json.loads(doc)) if doc else PatientState.empty(),
+                             ver, json.loads(meta) if meta else {})
+        return out
+
+    async def commit_many(self, commits):
+        out = []
+        for c in commits:
+            pk = c.loaded.patient_key
+            ver = self.docs.get(pk, (0,))[0]
+            self.commits += 1
+            if self.bump_every and self.commits % self.bump_every == 0 and pk in self.docs:
+                ver += 1
+                self.docs[pk] = (ver, *self.docs[pk][1:])
+                self.conflicts += 1
+            if ver != c.loaded.version:
+                out.append(_Version(-1))
+                continue
+            self.docs[pk] = (ver + 1, dump(c.state.to_dict()), dump(c.meta))
+            out.append(_Version(ver + 1))
+        return out
+
+
+def processed(events, config, seed, bump_every=0):
+    """The monitor's Processor end to end (decode, grouping, state cache, commits) on a store in
+    memory; batches of seeded random sizes. Returns the alert records in the order committed."""
+    import asyncio
+    from neutrowatch import topics
+    from neutrowatch.monitor.processor import Processor
+
+    class Collect:
+        def __init__(self):
+            self.records = []
+
+        async def send(self, records):
+            self.records += [r.value for r in records if r.topic == topics.ALERTS]
+
+    async def go():
+        store, sender = FakeStore(bump_every), Collect()
+        store.mark_sent = _noop
+        proc = Processor(store, sender, config)
+        rng = random.Random(seed)
+        payloads = [(topics.topic_for(r), dump(r).encode()) for r in (e.to_record() for e in events)]
+        i = 0
+        while i < len(payloads):
+            n = rng.choice([1, 3, 17, 64, 500])
+            await proc.process(payloads[i:i + n])
+            i += n
+        return sender.records
+    return asyncio.run(go())
+
+
+async def _noop(*_a, **_k):
+    return None
+
+
 def main() -> None:
     target = Path(sys.argv[1])
     lines, states = [], []
@@ -222,6 +299,8 @@ def main() -> None:
             a, st = run(perm, config)
             emit(f"scen-perm{seed}:{name}", a, st)
         emit(f"scen-batched:{name}", batched(events, config, 1))
+        emit(f"scen-proc:{name}", processed(events, config, 1))
+        emit(f"scen-proc-conflicts:{name}", processed(events, config, 2, bump_every=3))
     for seed in (11, 12):
         events = synthetic(seed)
         for cname, config in CONFIGS.items():
@@ -230,6 +309,8 @@ def main() -> None:
         a, st = run(events, CONFIGS["default"], roundtrip=True)
         emit(f"syn{seed}-json:default", a, st)
         emit(f"syn{seed}-batched:default", batched(events, CONFIGS["default"], seed))
+        emit(f"syn{seed}-proc:default", processed(events, CONFIGS["default"], seed))
+        emit(f"syn{seed}-proc-conflicts:default", processed(events, CONFIGS["default"], seed, bump_every=7))
     a, st = run(bench_stream(), DetectionConfig())
     emit("bench", a, st)
     target.write_text("\n".join(lines) + "\n")

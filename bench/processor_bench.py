@@ -85,7 +85,20 @@ async def run(records, batch: int, redis_url: str, buckets: dict, profile: cProf
     return elapsed
 
 
+_GC = {"time": 0.0, "collections": 0, "start": 0.0}
+
+
+def _gc_timer(phase, info):
+    if phase == "start":
+        _GC["start"] = time.perf_counter()
+    else:
+        _GC["time"] += time.perf_counter() - _GC["start"]
+        _GC["collections"] += 1
+
+
 def main() -> None:
+    import gc
+    gc.callbacks.append(_gc_timer)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=500)
@@ -110,6 +123,8 @@ def main() -> None:
         print(f"  {name:18s} {total / n * 1e6:7.1f} us/event")
     other = elapsed - sum(stages.values())
     print(f"  {'other':18s} {other / n * 1e6:7.1f} us/event  (relay, metrics, batching)")
+    print(f"  {'(of which GC)':18s} {_GC['time'] / n * 1e6:7.1f} us/event  ({_GC['collections']} collections,"
+          f" counted in the stage that triggered them)")
     if prof:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(args.top)
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)

@@ -168,21 +168,36 @@ def _aged_limits(config: DetectionConfig, key: str, bd: str, day: int) -> Limits
     return lim
 
 
+# From this many live results on, evaluate keeps the fold's checkpoint on the state (resumed by
+# the next event) instead of folding the whole history again: below it, the fold is cheaper than
+# the checkpoint's upkeep (mostly garbage-collector work in a worker that remembers many states).
+RESUME_MIN_ENTRIES = 24
+
+
 def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding], PatientState]:
     """Every finding that holds for the history in ``state`` (and the refreshed cyclic cache)."""
-    live = [o for o in state.anc if o.v is not None]
+    anc = state.anc
+    live = [o for o in anc if o.v is not None]
+    if len(live) == len(anc):
+        live = anc  # the tuple itself: the fold's checkpoint keeps it without a copy
     times = [o.t for o in live]
     adms = [a for a in state.adms if a.st != "x"]
     limits_at = _limits_fn(state, config)
-    memo = state.memo
-    prev = None
-    if (memo is not None and memo[0] is config and memo[1] == state.patient_key
-            and memo[2] == state.birth_date and memo[3] == state.carry):
-        prev = memo[4]
-    res, checkpoint = fold_resume(live, limits_at, state.carry, config, prev)
-    memo = (config, state.patient_key, state.birth_date, state.carry, checkpoint)
-    findings = res.findings
-    recoveries = [findings[j] for j in checkpoint.recoveries]
+    if len(live) >= RESUME_MIN_ENTRIES:
+        memo = state.memo
+        prev = None
+        if (memo is not None and memo[0] is config and memo[1] == state.patient_key
+                and memo[2] == state.birth_date and memo[3] == state.carry):
+            prev = memo[4]
+        res, checkpoint = fold_resume(live, limits_at, state.carry, config, prev)
+        memo = (config, state.patient_key, state.birth_date, state.carry, checkpoint)
+        findings = res.findings
+        recoveries = [findings[j] for j in checkpoint.recoveries]
+    else:  # a short history: folding it again is cheaper than keeping a checkpoint alive
+        res = fold(live, limits_at, Carry.from_list(state.carry), config)
+        memo = None
+        findings = res.findings
+        recoveries = [f for f in findings if f.kind == "recovery"]
     if adms:
         for f in recoveries:
             assoc = drugs.association(res.episodes[f.ctx["episode"]], adms, config)
@@ -207,7 +222,7 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
         if hit is not None and pattern is None and not _locked(hit.period_days, cs, config):
             findings.append(Finding("cyclic_neutropenia_suspected", "cyclic", hit.t, hit.value,
                                     "warning", {"hit": hit}))
-    else:
+    elif memo is not state.memo:
         state = state.evolve(memo=memo)
     if state.temps:
         temps = [o for o in state.temps if o.v is not None]

@@ -20,7 +20,7 @@ from neutrowatch.detection.grades import RANK, Limits, worse
 DAY = 86400
 
 
-@dataclass
+@dataclass(slots=True)
 class Track:
     """Hysteresis episode below one limit: open, start (t, oid, value), nadir, run of results above."""
 
@@ -40,8 +40,11 @@ class Track:
     def copy(self) -> "Track":
         return Track(self.open, self.start, self.nadir, self.above, self.chronic)
 
+    def to_tuple(self) -> tuple:
+        return (self.open, self.start, self.nadir, self.above, self.chronic)
 
-@dataclass
+
+@dataclass(slots=True)
 class Carry:
     """Fold state: the summary of every result before the current one."""
 
@@ -64,12 +67,20 @@ class Carry:
         return cls(d[0], d[1], d[2], bool(d[3]), Track.from_list(d[4]), Track.from_list(d[5]),
                    Track.from_list(d[6]))
 
+    def to_tuple(self) -> tuple:
+        return (self.grade, self.pending, self.pending_grade, self.seen_normal,
+                self.neutropenia.to_tuple(), self.severe.to_tuple(), self.agran.to_tuple())
+
+    @classmethod
+    def from_tuple(cls, t: tuple) -> "Carry":
+        return cls(t[0], t[1], t[2], t[3], Track(*t[4]), Track(*t[5]), Track(*t[6]))
+
     def copy(self) -> "Carry":
         return Carry(self.grade, self.pending, self.pending_grade, self.seen_normal,
                      self.neutropenia.copy(), self.severe.copy(), self.agran.copy())
 
 
-@dataclass
+@dataclass(slots=True)
 class Episode:
     """A neutropenia episode as the other rules see it."""
 
@@ -84,10 +95,9 @@ class FoldResult:
     carry: Carry
     findings: list[Finding]
     episodes: list[Episode]
-    limits: list[Limits]  # per live entry
 
 
-@dataclass
+@dataclass(slots=True)
 class Checkpoint:
     """Where a fold over ``entries`` stopped, so that a later fold over the same entries plus
     newer ones (from the same carry, limits and config: the caller checks those) resumes here
@@ -97,26 +107,29 @@ class Checkpoint:
     ``findings`` are as the fold made them. Most are final (confirmed by the entry after theirs)
     and shared between evaluations; those at ``reopen`` are kept pristine and copied on every use:
     recoveries (``engine.evaluate`` annotates them) and the findings of the last entry (from
-    ``tail`` on), which the next entry may still confirm."""
+    ``tail`` on), which the next entry may still confirm. Everything else is kept as tuples of
+    plain values, which the garbage collector stops tracking: a worker keeps a checkpoint per
+    patient it remembers."""
 
-    entries: list[Obs]
-    carry: Carry
-    findings: list[Finding]
+    entries: tuple[Obs, ...]
+    carry: tuple  # Carry.to_tuple()
+    findings: tuple[Finding, ...]
     tail: int
-    recoveries: list[int]
-    reopen: list[int]
-    episodes: list[Episode]
-    limits: list[Limits]
-    grades: list[str]
+    recoveries: tuple[int, ...]
+    reopen: tuple[int, ...]
+    episodes: tuple[tuple, ...]  # (start, onset_known, end, nadir)
+    grades: tuple[str, ...]
     rapid_prev: bool
 
 
-def fold_resume(entries: list[Obs], limits_at: Callable[[int], Limits], carry: list | None,
-                config: DetectionConfig, prev: Checkpoint | None
+def fold_resume(entries: list[Obs] | tuple[Obs, ...], limits_at: Callable[[int], Limits],
+                carry: list | None, config: DetectionConfig, prev: Checkpoint | None
                 ) -> tuple[FoldResult, Checkpoint]:
     """``fold(entries, limits_at, Carry.from_list(carry), config)`` and a checkpoint for the next
     call; ``prev`` (a checkpoint made with the same carry, limits and config) is resumed when its
     entries are a prefix of ``entries``."""
+    if entries.__class__ is not tuple:
+        entries = tuple(entries)
     m = 0
     if prev is not None:
         m = len(prev.entries)
@@ -124,29 +137,24 @@ def fold_resume(entries: list[Obs], limits_at: Callable[[int], Limits], carry: l
             prev, m = None, 0
     if prev is None:
         c = Carry.from_list(carry)
-        base: list[Finding] = []
+        base: tuple[Finding, ...] = ()
         findings: list[Finding] = []
         episodes: list[Episode] = []
-        lims: list[Limits] = []
         grades: list[str] = []
         if c.neutropenia.open:
             episodes.append(Episode(c.neutropenia.start, True, None, c.neutropenia.nadir))
         rapid_prev, confirm_from, recoveries = False, 0, []
     else:
-        c = prev.carry.copy()
+        c = Carry.from_tuple(prev.carry)
         base = prev.findings
         findings = list(base)
         for j in prev.reopen:
             findings[j] = _pristine(base[j])
-        episodes = list(prev.episodes)
-        if episodes:  # only the last episode is still updated by later entries
-            last = episodes[-1]
-            episodes[-1] = Episode(last.start, last.onset_known, last.end, last.nadir)
-        lims, grades, rapid_prev = list(prev.limits), list(prev.grades), prev.rapid_prev
+        episodes = [Episode(*e) for e in prev.episodes]
+        grades, rapid_prev = list(prev.grades), prev.rapid_prev
         confirm_from, recoveries = prev.tail, list(prev.recoveries)
     k0 = len(findings)
-    rapid_prev = _run(c, entries, m, limits_at, config, True, findings, episodes, lims, grades,
-                      rapid_prev)
+    rapid_prev = _run(c, entries, m, limits_at, config, True, findings, episodes, grades, rapid_prev)
     n = len(findings)
     for j in range(k0, n):
         if findings[j].kind == "recovery":
@@ -155,15 +163,16 @@ def fold_resume(entries: list[Obs], limits_at: Callable[[int], Limits], carry: l
     tail = n
     while tail > 0 and _entry_of(findings[tail - 1]) == last_entry:
         tail -= 1
-    reopen = sorted(set(recoveries).union(range(tail, n)))
+    reopen = [j for j in recoveries if j < tail] + list(range(tail, n))  # both ascending
     kept = list(findings)
     for j in reopen:
         kept[j] = base[j] if j < k0 else _pristine(findings[j])
     for j in range(confirm_from, n):
         _confirm(findings[j], grades)
-    checkpoint = Checkpoint(entries, c, kept, tail, recoveries, reopen, episodes, lims, grades,
-                            rapid_prev)
-    return FoldResult(c, findings, episodes, lims), checkpoint
+    checkpoint = Checkpoint(entries, c.to_tuple(), tuple(kept), tail, tuple(recoveries),
+                            tuple(reopen), tuple((e.start, e.onset_known, e.end, e.nadir)
+                                                 for e in episodes), tuple(grades), rapid_prev)
+    return FoldResult(c, findings, episodes), checkpoint
 
 
 def _entry_of(f: Finding) -> int:
@@ -181,20 +190,20 @@ def fold(entries: list[Obs], limits_at: Callable[[int], Limits], carry: Carry,
     c = carry.copy()
     findings: list[Finding] = []
     episodes: list[Episode] = []
-    lims: list[Limits] = []
     grades: list[str] = []
     if c.neutropenia.open:
         episodes.append(Episode(c.neutropenia.start, True, None, c.neutropenia.nadir))
-    _run(c, entries, 0, limits_at, config, emit, findings, episodes, lims, grades, False)
+    _run(c, entries, 0, limits_at, config, emit, findings, episodes, grades, False)
     if emit:
         for f in findings:
             _confirm(f, grades)
-    return FoldResult(c, findings, episodes, lims)
+    return FoldResult(c, findings, episodes)
 
 
-def _run(c: Carry, entries: list[Obs], start: int, limits_at: Callable[[int], Limits],
-         config: DetectionConfig, emit: bool, findings: list[Finding], episodes: list[Episode],
-         lims: list[Limits], grades: list[str], rapid_prev: bool) -> bool:
+def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
+         limits_at: Callable[[int], Limits], config: DetectionConfig, emit: bool,
+         findings: list[Finding], episodes: list[Episode], grades: list[str],
+         rapid_prev: bool) -> bool:
     """The fold loop from ``entries[start]`` on (state in ``c`` and the lists); returns whether
     the last entry was in a rapid decline (the next one's ``rapid_prev``)."""
     window = config.rapid_decline_hours * 3600
@@ -209,7 +218,6 @@ def _run(c: Carry, entries: list[Obs], start: int, limits_at: Callable[[int], Li
         e = entries[i]
         et = e.t
         lim = limits_at(et)
-        lims.append(lim)
         v = float(e.v)  # type: ignore[arg-type]
         if lim is not last_lim:
             last_lim = lim

@@ -17,6 +17,7 @@ cannot resurrect them.
 from __future__ import annotations
 
 import os
+from itertools import accumulate
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -105,36 +106,45 @@ class PatientState:
 _FIELDS = frozenset(f.name for f in fields(PatientState))
 
 
-def _deltas(ts: list[int]) -> list[int]:
-    return [t - p for t, p in zip(ts, [0] + ts[:-1])]
+def _deltas(ts: tuple[int, ...]) -> list[int]:
+    return [t - p for t, p in zip(ts, (0,) + ts[:-1])]
 
 
 def _undelta(ds: list[int]) -> list[int]:
-    out, acc = [], 0
-    for d in ds:
-        acc += d
-        out.append(acc)
-    return out
+    return list(accumulate(ds))
 
 
-def _ids(ids: list[str]) -> tuple[str, list[str]]:
+def _ids(ids: tuple[str, ...]) -> tuple[str, list[str]]:
     prefix = os.path.commonprefix(ids) if len(ids) > 1 else ""
-    return prefix, [i[len(prefix):] for i in ids]
+    if not prefix:
+        return "", list(ids)
+    n = len(prefix)
+    return prefix, [i[n:] for i in ids]
 
 
 def _num(v: float | None) -> float | int | None:
     return int(v) if v is not None and float(v).is_integer() else v
 
 
+def _nums(vs: tuple[float | None, ...]) -> list[float | int | None]:
+    # _num on each; values are floats (or None) in memory
+    return [int(v) if v.__class__ is float and v.is_integer() else (v if v.__class__ is float else _num(v))
+            for v in vs]
+
+
+def _floats(vs: list) -> list[float | None]:
+    # JSON keeps integral values as ints: back to the floats the engine made (lossless round trip)
+    return [v if v is None or v.__class__ is float else float(v) for v in vs]
+
+
 def _obs_cols(rows: tuple[Obs, ...]) -> dict[str, Any]:
-    prefix, ids = _ids([r.oid for r in rows])
-    d: dict[str, Any] = {"t": _deltas([r.t for r in rows]), "v": [_num(r.v) for r in rows],
-                         "o": ids, "s": "".join(r.st for r in rows)}
+    ts, vs, oids, sts, reps = zip(*rows)
+    prefix, ids = _ids(oids)
+    d: dict[str, Any] = {"t": _deltas(ts), "v": _nums(vs), "o": ids, "s": "".join(sts)}
     if prefix:
         d["p"] = prefix
-    reps = {i: r.rep for i, r in enumerate(rows) if r.rep}
-    if reps:
-        d["r"] = [[i, rep] for i, rep in reps.items()]
+    if any(reps):
+        d["r"] = [[i, rep] for i, rep in enumerate(reps) if rep]
     return d
 
 
@@ -142,14 +152,19 @@ def _obs_rows(d: dict[str, Any] | None) -> tuple[Obs, ...]:
     if not d:
         return ()
     p = d.get("p", "")
-    reps = {i: rep for i, rep in d.get("r", ())}
-    return tuple(Obs(t, v, p + o, s, reps.get(i, 0))
-                 for i, (t, v, o, s) in enumerate(zip(_undelta(d["t"]), d["v"], d["o"], d["s"])))
+    ts, vs, os_, ss = _undelta(d["t"]), _floats(d["v"]), d["o"], d["s"]
+    if p:
+        os_ = [p + o for o in os_]
+    reps = [0] * len(ts)
+    for i, rep in d.get("r", ()):
+        reps[i] = rep
+    new = tuple.__new__
+    return tuple([new(Obs, row) for row in zip(ts, vs, os_, ss, reps)])
 
 
 def _adm_cols(rows: tuple[Adm, ...]) -> dict[str, Any]:
-    prefix, ids = _ids([r.aid for r in rows])
-    d: dict[str, Any] = {"t": _deltas([r.t for r in rows]),
+    prefix, ids = _ids(tuple(r.aid for r in rows))
+    d: dict[str, Any] = {"t": _deltas(tuple(r.t for r in rows)),
                          "e": [None if r.end is None else r.end - r.t for r in rows],
                          "c": [r.cls for r in rows], "d": [_num(r.mgkg) for r in rows],
                          "o": ids, "s": "".join(r.st for r in rows)}
@@ -167,5 +182,5 @@ def _adm_rows(d: dict[str, Any] | None) -> tuple[Adm, ...]:
     p = d.get("p", "")
     reps = {i: rep for i, rep in d.get("r", ())}
     return tuple(Adm(t, None if e is None else t + e, c, m, p + o, s, reps.get(i, 0))
-                 for i, (t, e, c, m, o, s) in enumerate(zip(_undelta(d["t"]), d["e"], d["c"], d["d"],
-                                                            d["o"], d["s"])))
+                 for i, (t, e, c, m, o, s) in enumerate(zip(_undelta(d["t"]), d["e"], d["c"],
+                                                            _floats(d["d"]), d["o"], d["s"])))

@@ -6,12 +6,19 @@ state and alert is in Redis and every alert and dead letter is acknowledged by K
 of Redis or Kafka is retried here with back-off (the worker reports not-ready meanwhile), so an
 event is never acknowledged before it is durable. Redelivered events are no-ops: the engine
 ignores an event it has seen, and the commit never re-adds a recorded alert.
+
+A batch's events are grouped by patient: each patient's state is loaded once, every one of its
+events is stepped in order, and the result is committed once. The processor keeps the states it
+committed last (with the version Redis gave them; most recently used, bounded) and steps from
+those instead of reading Redis again: the commit still checks the version, so a state another
+worker changed meanwhile (a rebalance) is refused, dropped from the cache, reloaded and re-run.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Protocol
@@ -51,12 +58,14 @@ class Health:
 class Processor:
     def __init__(self, store: StateStore, sender: Sender, config: DetectionConfig,
                  retry_max_seconds: float = 5.0, clock: Callable[[], datetime] | None = None,
-                 stopping: Callable[[], bool] = lambda: False):
+                 stopping: Callable[[], bool] = lambda: False, state_cache_size: int = 10000):
         self.store, self.sender, self.config = store, sender, config
         self.retry_max = retry_max_seconds
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.health = Health()
         self._stopping = stopping
+        self._states: OrderedDict[str, Loaded] = OrderedDict()  # as last committed, by patient
+        self._states_max = state_cache_size
 
     # ------------------------------------------------------------------ entry points
     async def process(self, batch: list[tuple[str, bytes]]) -> None:
@@ -107,8 +116,9 @@ class Processor:
                 ) -> tuple[dict[str, list[Decoded]], list[OutRecord]]:
         by_patient: dict[str, list[Decoded]] = {}
         rejects: list[OutRecord] = []
+        for topic, n in Counter(topic for topic, _ in batch).items():
+            metrics.MONITOR_EVENTS.labels(topic).inc(n)
         for topic, value in batch:
-            metrics.MONITOR_EVENTS.labels(topic).inc()
             try:
                 record = schemas.decode(value, topics.SCHEMA_OF_TOPIC.get(topic))
                 event = event_from_record(record)
@@ -131,29 +141,54 @@ class Processor:
 
     async def _step_and_commit(self, by_patient: dict[str, list[Decoded]]
                                ) -> list[tuple[dict[str, Any], float | None]]:
-        """Step each patient's events from its stored state and commit atomically; patients whose
+        """Step each patient's events from its state and commit atomically; patients whose
         state changed meanwhile (another worker, after a rebalance) are reloaded and re-run."""
         out: list[tuple[dict[str, Any], float | None]] = []
         todo = dict(by_patient)
+        states = self._states
         while todo:
-            loaded = await self.store.load_many(todo)
+            loaded: dict[str, Loaded] = {}
+            missing = []
+            for pk in todo:
+                known = states.get(pk)
+                if known is None:
+                    missing.append(pk)
+                else:
+                    loaded[pk] = known
+            if missing:
+                loaded.update(await self.store.load_many(missing))
             commits, sent_with = [], []
             for pk, events in todo.items():
                 commit, stamps = self._step_patient(loaded[pk], events)
                 if commit is not None:
                     commits.append(commit)
                     sent_with.append(stamps)
-            ok = await self.store.commit_many(commits)
+                else:
+                    self._remember(loaded[pk])
+            versions = await self.store.commit_many(commits)
             retry: dict[str, list[Decoded]] = {}
-            for commit, stamps, done in zip(commits, sent_with, ok):
+            for commit, stamps, version in zip(commits, sent_with, versions):
                 pk = commit.loaded.patient_key
-                if done:
+                if version >= 0:
                     out += list(zip(commit.alerts, stamps))
+                    self._remember(Loaded(pk, commit.state, version, commit.meta))
                 else:
                     metrics.MONITOR_CONFLICTS.inc()
+                    states.pop(pk, None)
                     retry[pk] = todo[pk]
             todo = retry
         return out
+
+    def _remember(self, loaded: Loaded) -> None:
+        states = self._states
+        states[loaded.patient_key] = loaded
+        states.move_to_end(loaded.patient_key)
+        while len(states) > self._states_max:
+            states.popitem(last=False)
+
+    def forget_states(self) -> None:
+        """Drop every remembered state (the next batch of each patient reads Redis)."""
+        self._states.clear()
 
     def _step_patient(self, loaded: Loaded, events: list[Decoded]
                       ) -> tuple[Commit | None, list[float | None]]:
@@ -173,8 +208,8 @@ class Processor:
                 derived.add(d.event.observation_id)
         if state == loaded.state and not alerts:
             return None, []  # a redelivery or an irrelevant event: nothing to write
-        live = {o.oid for o in state.anc}
-        meta = {"derived": sorted(derived & live)} if derived & live else {}
+        kept = derived.intersection(o.oid for o in state.anc) if derived else derived
+        meta = {"derived": sorted(kept)} if kept else {}
         return Commit(loaded, state, alerts, meta), stamps
 
     async def _retry(self, dependency: str, attempt: Callable[[], Awaitable[Any]]) -> Any:

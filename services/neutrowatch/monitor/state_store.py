@@ -11,7 +11,10 @@ Keys (the ``{patient_key}`` hash tag puts every key of one patient in one Redis 
 A commit is a Lua script over those three keys: it applies only if ``ver`` is still the version
 the caller loaded (optimistic concurrency: during a rebalance two workers may briefly hold the
 same patient; the loser reloads and re-steps). Alerts are written with HSETNX semantics for the
-alert index, so a redelivered event can never change a recorded alert.
+alert index, so a redelivered event can never change a recorded alert. On a single Redis the
+commits of a whole batch are one script call (each patient still checked and applied on its own,
+the batch as a whole atomic); on a Redis Cluster, whose scripts may only touch one slot, they are
+one script call per patient.
 
 The global alert index for the API (cross-slot, so not part of the atomic commit) is written by
 the relay after Kafka acknowledged the alert and before the outbox entry is cleared, so a crash
@@ -49,6 +52,33 @@ for i = 4, #ARGV, 2 do
   end
 end
 return ver + 1
+"""
+
+
+# The same for many patients in one call (single Redis only): KEYS are (state, alerts, outbox) per
+# patient; ARGV per patient: version, doc, meta, number of alerts, then (id, record) pairs. Returns
+# the new versions (-1 where refused) comma-separated: one bulk reply is cheap to parse.
+_COMMIT_BATCH = """
+local out = {}
+local a = 1
+for p = 0, #KEYS / 3 - 1 do
+  local ks, ka, ko = KEYS[3 * p + 1], KEYS[3 * p + 2], KEYS[3 * p + 3]
+  local n = tonumber(ARGV[a + 3])
+  local ver = tonumber(redis.call('HGET', ks, 'ver') or '0')
+  if ver ~= tonumber(ARGV[a]) then
+    out[#out + 1] = -1
+  else
+    redis.call('HSET', ks, 'ver', ver + 1, 'doc', ARGV[a + 1], 'meta', ARGV[a + 2])
+    for i = a + 4, a + 3 + 2 * n, 2 do
+      if redis.call('HSETNX', ka, ARGV[i], ARGV[i + 1]) == 1 then
+        redis.call('HSET', ko, ARGV[i], ARGV[i + 1])
+      end
+    end
+    out[#out + 1] = ver + 1
+  end
+  a = a + 4 + 2 * n
+end
+return table.concat(out, ',')
 """
 
 
@@ -102,6 +132,7 @@ class StateStore:
         self.redis = redis
         self._cluster = isinstance(redis, RedisCluster)
         self._commit = redis.register_script(_COMMIT)
+        self._commit_batch = redis.register_script(_COMMIT_BATCH)
 
     async def load_many(self, patient_keys: Iterable[str]) -> dict[str, Loaded]:
         keys = list(dict.fromkeys(patient_keys))
@@ -116,29 +147,37 @@ class StateStore:
     async def load(self, patient_key: str) -> Loaded:
         return (await self.load_many([patient_key]))[patient_key]
 
-    async def commit_many(self, commits: list[Commit]) -> list[bool]:
-        """One atomic script per patient, all in one round trip; False where the state changed
-        under us (the caller reloads that patient and steps its events again)."""
+    async def commit_many(self, commits: list[Commit]) -> list[int]:
+        """Each patient's commit applied atomically, all in one round trip (on a single Redis one
+        script call for the batch); per commit the new version, or -1 where the state changed under
+        us (the caller reloads that patient and steps its events again)."""
         if not commits:
             return []
         started = time.perf_counter()
-        calls = []
-        for c in commits:
-            pk = c.loaded.patient_key
-            args: list[Any] = [c.loaded.version, _dumps(c.state.to_dict()), _dumps(c.meta)]
-            for alert in c.alerts:
-                args += [alert["alert_id"], _dumps(alert)]
-            calls.append(([state_key(pk), alerts_key(pk), outbox_key(pk)], args))
         if self._cluster:
+            calls = []
+            for c in commits:
+                pk = c.loaded.patient_key
+                args: list[Any] = [c.loaded.version, _dumps(c.state.to_dict()), _dumps(c.meta)]
+                for alert in c.alerts:
+                    args += [alert["alert_id"], _dumps(alert)]
+                calls.append(([state_key(pk), alerts_key(pk), outbox_key(pk)], args))
             # redis-py cannot pipeline scripts on a cluster: run them concurrently instead.
-            results = await asyncio.gather(*(self._commit(keys=k, args=a) for k, a in calls))
+            results = [int(r) for r in
+                       await asyncio.gather(*(self._commit(keys=k, args=a) for k, a in calls))]
         else:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    await self._commit(keys=keys, args=args, client=pipe)
-                results = await pipe.execute()
+            keys: list[str] = []
+            args = []
+            for c in commits:
+                pk = c.loaded.patient_key
+                keys += [state_key(pk), alerts_key(pk), outbox_key(pk)]
+                args += [c.loaded.version, _dumps(c.state.to_dict()), _dumps(c.meta), len(c.alerts)]
+                for alert in c.alerts:
+                    args += [alert["alert_id"], _dumps(alert)]
+            reply = await self._commit_batch(keys=keys, args=args)
+            results = [int(v) for v in _text(reply).split(",")]
         metrics.MONITOR_REDIS_SECONDS.labels("commit").observe(time.perf_counter() - started)
-        return [int(r) >= 0 for r in results]
+        return results
 
     # ------------------------------------------------------------------ outbox and index
     async def outbox_keys(self) -> list[str]:
@@ -150,19 +189,27 @@ class StateStore:
         return [json.loads(v) for v in raw.values()]
 
     async def mark_sent(self, alerts: list[dict[str, Any]]) -> None:
-        """Index the acknowledged alerts for the API, then clear them from their outboxes."""
+        """Index the acknowledged alerts for the API, then clear them from their outboxes (a few
+        commands per batch: one ZADD per index, one HSET, one HDEL per patient)."""
         if not alerts:
             return
         started = time.perf_counter()
+        indexes: dict[str, dict[str, float]] = {INDEX: {}}
+        patient_of: dict[str, str] = {}
+        outboxes: dict[str, list[str]] = {}
+        for a in alerts:
+            aid, score = a["alert_id"], _epoch(a["observed_at"])
+            indexes[INDEX][aid] = score
+            indexes.setdefault(kind_index(a["kind"]), {})[aid] = score
+            indexes.setdefault(severity_index(a["severity"]), {})[aid] = score
+            patient_of[aid] = a["patient_key"]
+            outboxes.setdefault(outbox_key(a["patient_key"]), []).append(aid)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for a in alerts:
-                score = _epoch(a["observed_at"])
-                pipe.zadd(INDEX, {a["alert_id"]: score})
-                pipe.zadd(kind_index(a["kind"]), {a["alert_id"]: score})
-                pipe.zadd(severity_index(a["severity"]), {a["alert_id"]: score})
-                pipe.hset(PATIENT_OF_ALERT, a["alert_id"], a["patient_key"])
-            for a in alerts:
-                pipe.hdel(outbox_key(a["patient_key"]), a["alert_id"])
+            for index, members in indexes.items():
+                pipe.zadd(index, members)
+            pipe.hset(PATIENT_OF_ALERT, mapping=patient_of)
+            for key, ids in outboxes.items():
+                pipe.hdel(key, *ids)
             await pipe.execute()
         metrics.MONITOR_REDIS_SECONDS.labels("mark_sent").observe(time.perf_counter() - started)
 
@@ -202,8 +249,12 @@ def _loaded(pk: str, row: list) -> Loaded:
     return Loaded(pk, PatientState.from_dict(json.loads(doc)), int(ver), json.loads(meta) if meta else {})
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON (``json.dumps`` with these options builds an encoder per call)."""
+    return _ENCODER.encode(value)
 
 
 def _text(value: bytes | str) -> str:
