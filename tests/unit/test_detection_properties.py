@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from neutrowatch.detection import DetectionConfig, PatientState, step
+from neutrowatch.detection.alerts import alert_id
 from neutrowatch.domain.events import Coding, Dose, LabResult, MedicationAdministration, Source
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -67,8 +68,15 @@ def test_any_arrival_order_gives_the_same_active_alerts(events, rnd):
     rnd.shuffle(shuffled)
     a, _ = final(events)
     b, _ = final(shuffled)
-    assert a.emitted.keys() == b.emitted.keys()
-    assert {k: v[0] for k, v in a.emitted.items()} == {k: v[0] for k, v in b.emitted.items()}
+    assert within_bounds(a) == within_bounds(b)
+
+
+def within_bounds(state):
+    """The emitted alerts (id -> kind), less febrile neutropenia alerts whose fever has left the kept
+    temperatures (days, not months): whether one fired depends on whether its fever was still kept
+    when the matching count arrived, and once fired it is never withdrawn for ageing out."""
+    kept = {alert_id(state.patient_key, "febrile_neutropenia", r.oid) for r in state.temps}
+    return {k: v[0] for k, v in state.emitted.items() if v[0] != "febrile_neutropenia" or k in kept}
 
 
 @settings(max_examples=60, deadline=None)

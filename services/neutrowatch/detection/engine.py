@@ -246,13 +246,6 @@ def active_alerts(state: PatientState, config: DetectionConfig | None = None) ->
 
 # ---------------------------------------------------------------------------- diff
 
-def _touches_basis(change: Change, alert_t: int) -> bool:
-    """An emitted alert is withdrawn only when the change could have removed its basis: a new,
-    corrected or deleted result (or administration) at or before the alert's time. Never because
-    its evidence left the bounded history (temperatures are kept for days, not months)."""
-    return change.t <= alert_t
-
-
 def _fever_gone(aid: str, kind: str, state: PatientState) -> bool:
     """A febrile neutropenia alert whose fever reading has left the kept temperatures cannot be
     re-evaluated, so nothing can withdraw it (a corrected or deleted fever is still a row)."""
@@ -270,8 +263,7 @@ def _diff(state: PatientState, findings: list[Finding], change: Change, event: E
             if aid not in current:
                 current[aid] = f
     emitted = state.emitted
-    gone = [aid for aid in emitted if aid not in current and _touches_basis(change, emitted[aid][1])
-            and not _fever_gone(aid, emitted[aid][0], state)]
+    gone = [aid for aid in emitted if aid not in current and not _fever_gone(aid, emitted[aid][0], state)]
     new = [(aid, f) for aid, f in current.items() if aid not in emitted]
     if not gone and not new:
         return state, []
@@ -279,7 +271,8 @@ def _diff(state: PatientState, findings: list[Finding], change: Change, event: E
     out: list[Alert] = []
     for aid in sorted(gone, key=lambda i: (emitted[i][1], i)):
         kind, t = emitted.pop(aid)
-        cause = change.cause if change.cause != "new_result" else "late_result"
+        cause = change.cause if change.cause != "new_result" else (
+            "late_result" if change.t <= t else "re-evaluation")
         out.append(retraction(aid, kind, t, cause, event.event_id, key, state.patient_id,
                               state.assigning_authority))
     if new:
