@@ -159,7 +159,9 @@ def decode_worker(bootstrap: str, redis_url: str, partitions: int, batch: int) -
             for e in events:
                 await stream.ack(e)
 
-    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.spinner = None  # as the monitor's worker does (else faust turns on DEBUG logging)
+    worker.execute_from_commandline()
 
 
 def decode_only_rate(records: list[dict], partitions: int) -> float:

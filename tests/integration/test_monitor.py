@@ -222,3 +222,50 @@ def test_redis_restart_during_a_stream_loses_no_state_and_duplicates_no_alert(pr
         assert set(ids) == set(expected)
     finally:
         service.stop()
+
+
+def test_a_remembered_state_another_worker_changed_is_reloaded_not_overwritten(redis_url):
+    """Two processors (two workers during a rebalance) on one real Redis, each remembering the
+    states it committed: whichever commits on top of a state the other changed is refused by the
+    version check, reloads and re-steps, so the stored history holds every event, each alert is
+    emitted once, and a redelivered event changes nothing."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from neutrowatch import schemas, topics
+    from neutrowatch.detection import DetectionConfig
+    from neutrowatch.monitor.processor import Processor
+    from neutrowatch.monitor.state_store import StateStore
+
+    class Collect:
+        def __init__(self):
+            self.alerts = []
+
+        async def send(self, records):
+            self.alerts += [r.value for r in records if r.topic == topics.ALERTS]
+
+    records = lab_only_records(new_tag())
+    expected = reference_alerts(records)
+    payloads = [(topics.topic_for(r), schemas.encode(r)) for r in records]
+
+    async def run():
+        client = Redis.from_url(redis_url)
+        try:
+            a, b = Collect(), Collect()
+            first = Processor(StateStore(client), a, DetectionConfig())
+            second = Processor(StateStore(client), b, DetectionConfig())
+            for i in range(0, len(payloads), 7):  # the patients move between the workers
+                await (first if (i // 7) % 2 == 0 else second).process(payloads[i:i + 7])
+            await first.process(payloads[:20])  # a redelivery to the worker with stale states
+            stored = await StateStore(client).load_many({r["patient_key"] for r in records})
+            return a.alerts + b.alerts, stored
+        finally:
+            await client.aclose()
+
+    alerts, stored = asyncio.run(run())
+    ids = [x["alert_id"] for x in alerts]
+    assert len(ids) == len(set(ids)) and set(ids) == set(expected)
+    anc = {(r["patient_key"], r["observation_id"]) for r in records if r["analyte"] == "anc"}
+    kept = {(pk, o.oid) for pk, loaded in stored.items() for o in loaded.state.anc}
+    assert kept == anc

@@ -133,3 +133,17 @@ def test_repeated_counts_of_zero_are_evaluated_not_skipped(counts):
     assert "agranulocytosis" in kinds(alerts)
     assert all(a.evidence["rapid_decline"]["from"]["value"] > 0
                for a in alerts if "rapid_decline" in a.evidence)
+
+
+def test_a_state_read_back_from_json_renders_alerts_exactly_like_the_one_in_memory():
+    # The monitor keeps states as JSON (integral values written as integers) and the engine in
+    # memory keeps floats: a febrile alert's temperature must read the same either way.
+    evs = [lab(0, 0, 1800), lab(1, 1, 400), temp(0, 1, 2, 38.0), temp(1, 1, 3, 38.0), temp(2, 1, 4, 39.0)]
+    in_memory = [a.to_record() for a in run(evs)]
+    state, through_json = PatientState.empty(), []
+    for ev in evs:
+        state = PatientState.from_dict(json.loads(json.dumps(state.to_dict())))
+        state, alerts = step(state, ev, DetectionConfig())
+        through_json += [a.to_record() for a in alerts]
+    assert "febrile_neutropenia" in [a["kind"] for a in in_memory]
+    assert json.dumps(through_json) == json.dumps(in_memory)

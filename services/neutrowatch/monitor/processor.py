@@ -58,13 +58,15 @@ class Health:
 class Processor:
     def __init__(self, store: StateStore, sender: Sender, config: DetectionConfig,
                  retry_max_seconds: float = 5.0, clock: Callable[[], datetime] | None = None,
-                 stopping: Callable[[], bool] = lambda: False, state_cache_size: int = 10000):
+                 stopping: Callable[[], bool] = lambda: False, state_cache_size: int = 4096):
         self.store, self.sender, self.config = store, sender, config
         self.retry_max = retry_max_seconds
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.health = Health()
         self._stopping = stopping
-        self._states: OrderedDict[str, Loaded] = OrderedDict()  # as last committed, by patient
+        # as last committed, by patient, most recently used last; bounded because every state kept
+        # is memory and work for the garbage collector's full passes (a long history is ~100 objects)
+        self._states: OrderedDict[str, Loaded] = OrderedDict()
         self._states_max = state_cache_size
 
     # ------------------------------------------------------------------ entry points
@@ -185,10 +187,6 @@ class Processor:
         states.move_to_end(loaded.patient_key)
         while len(states) > self._states_max:
             states.popitem(last=False)
-
-    def forget_states(self) -> None:
-        """Drop every remembered state (the next batch of each patient reads Redis)."""
-        self._states.clear()
 
     def _step_patient(self, loaded: Loaded, events: list[Decoded]
                       ) -> tuple[Commit | None, list[float | None]]:
