@@ -4,7 +4,7 @@ on a fresh embedded broker and redis-server); p50/p99 latency from the ingest AC
 the deciding event) to the alert arriving on neutrowatch.alerts.v1 at 200 events/s and at 80 % of
 the one-worker rate; Redis bytes per patient after a year of weekly counts.
 
-    .venv/bin/python bench/monitor_bench.py [--events 20000] [--partitions 6]
+    .venv/bin/python bench/monitor_bench.py [--events 20000] [--partitions 6] [--rounds 3]
 """
 from __future__ import annotations
 
@@ -319,16 +319,25 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="decode-only and one-worker measurements, alternated (a shared machine's "
+                             "speed drifts by tens of percent within minutes: compare neighbours)")
     args = parser.parse_args()
     records = weekly_stream(args.events)
     print(f"monitor benchmark: {len(records)} events ({len(records) // 10} patients x 10 weekly counts), "
           f"{args.partitions} partitions, fresh embedded Tansu + redis-server per measurement", flush=True)
     raw = raw_rate(records, args.partitions)
     print(f"  aiokafka raw consume      {raw:10.0f} events/s", flush=True)
-    decode = decode_only_rate(records, args.partitions)
-    print(f"  faust decode-only agent   {decode:10.0f} events/s", flush=True)
-    one = monitor_rate(records, 1, args.partitions)
-    print(f"  monitor, 1 worker         {one:10.0f} events/s  ({one / decode:.2f} x decode-only, "
+    rounds = []
+    for r in range(args.rounds):
+        d = decode_only_rate(records, args.partitions)
+        m = monitor_rate(records, 1, args.partitions)
+        rounds.append((m / d, d, m))
+        print(f"  round {r + 1}: faust decode-only agent {d:6.0f} events/s, monitor 1 worker {m:6.0f} events/s "
+              f"({m / d:.2f} x)", flush=True)
+    ratio, decode, one = sorted(rounds)[len(rounds) // 2]  # the median round
+    print(f"  faust decode-only agent   {decode:10.0f} events/s  (median round)", flush=True)
+    print(f"  monitor, 1 worker         {one:10.0f} events/s  ({ratio:.2f} x decode-only, "
           f"{one / raw:.3f} x raw)", flush=True)
     two = monitor_rate(records, 2, args.partitions)
     print(f"  monitor, 2 workers        {two:10.0f} events/s  ({two / decode:.2f} x decode-only, "
@@ -340,7 +349,7 @@ def main() -> None:
     keys, used = bytes_per_patient()
     print(f"  Redis per patient after 52 weekly counts: {keys:.0f} B (MEMORY USAGE of its keys + index), "
           f"{used:.0f} B (used_memory delta)", flush=True)
-    print(f"  goals: throughput >= 0.8 x decode-only: {'met' if one >= 0.8 * decode else 'NOT met'}; "
+    print(f"  goals: throughput >= 0.8 x decode-only: {'met' if ratio >= 0.8 else 'NOT met'}; "
           f"<= 4096 B per patient: {'met' if keys <= 4096 else 'NOT met'}")
 
 

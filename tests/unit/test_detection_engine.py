@@ -147,3 +147,52 @@ def test_a_state_read_back_from_json_renders_alerts_exactly_like_the_one_in_memo
         through_json += [a.to_record() for a in alerts]
     assert "febrile_neutropenia" in [a["kind"] for a in in_memory]
     assert json.dumps(through_json) == json.dumps(in_memory)
+
+
+def long_history(n=220, seed=0):
+    """Counts every 1-4 days, many of them low: well past the 96 counts the state keeps."""
+    import random
+    rng, day, evs = random.Random(seed), 0.0, []
+    for i in range(n):
+        day += rng.choice([1, 2, 3, 3, 4])
+        evs.append(lab(i, day, rng.choice([50, 90, 300, 450, 700, 950, 1200, 1600, 2400, 3500, 4000])))
+    return evs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_counts_leaving_the_kept_history_neither_withdraw_alerts_nor_raise_old_ones(seed):
+    # Counts arriving in order never change an earlier count, so nothing may be withdrawn; and no
+    # alert may be about a count weeks older than the one that arrived (the bound dropping a
+    # rapid decline's baseline, or a grade change's predecessor, did both before).
+    evs = long_history(seed=seed)
+    state, raised = PatientState.empty(), 0
+    for ev in evs:
+        state, alerts = step(state, ev, DetectionConfig())
+        for a in alerts:
+            assert a.kind != "alert_retracted", a.summary
+            assert ev.collected_at - datetime.fromisoformat(a.to_record()["observed_at"].replace("Z", "+00:00")) \
+                < timedelta(days=14), (a.kind, a.summary)
+        raised += len(alerts)
+    assert len(state.anc) == DetectionConfig().history_max_anc and raised > 20
+
+
+def test_a_correction_still_withdraws_an_alert_in_a_long_history():
+    evs = long_history(seed=1)
+    state = PatientState.empty()
+    for ev in evs:
+        state, _ = step(state, ev, DetectionConfig())
+    last_low = next(ev for ev in reversed(evs) if ev.value < 500)
+    state, alerts = step(state, lab(int(last_low.observation_id[4:]), (last_low.collected_at - T0).days, 4200,
+                                    status="C"), DetectionConfig())
+    assert "alert_retracted" in kinds(alerts)
+    assert all(a.evidence["cause"] == "corrected_result" for a in alerts if a.kind == "alert_retracted")
+
+
+def test_settled_alerts_survive_the_json_round_trip():
+    state, checked = PatientState.empty(), 0
+    for ev in long_history(seed=2):
+        state, _ = step(state, ev, DetectionConfig())
+        if any(len(e) == 3 for e in state.emitted.values()):  # some were settled by the bound
+            assert PatientState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+            checked += 1
+    assert checked > 10

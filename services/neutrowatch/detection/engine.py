@@ -5,6 +5,13 @@ is its difference against the alerts already emitted: newly holding -> the alert
 longer holding (a correction, deletion or late result removed its basis) -> alert_retracted.
 Alert ids come from patient, kind and the episode anchor, so any arrival order and any replay
 give the same ids, and a duplicate event changes nothing.
+
+The history is bounded (days and rows). When the bound drops rows, the alerts are judged against
+the history before the cut: one that stops holding only because its evidence left the bound (a
+rapid decline whose baseline count was dropped, a febrile neutropenia whose fever aged out of the
+kept temperatures) is kept and never withdrawn, and one that would hold only because its
+predecessor was dropped (a months-old "grade change") is never sent. Alerts change only when the
+history does.
 """
 from __future__ import annotations
 
@@ -25,11 +32,14 @@ from neutrowatch.domain.events import Event, LabResult, MedicationAdministration
 def step(state: PatientState, event: Event, config: DetectionConfig | None = None
          ) -> tuple[PatientState, list[Alert]]:
     config = config or DEFAULT_CONFIG
-    state, change = _merge(_identify(state, event), event, config)
+    merged, change = _merge(_identify(state, event), event, config)
     if change is None:
-        return state, []
-    state = _compact(state, config)
+        return merged, []
+    state = _compact(merged, config)
     findings, state = evaluate(state, config)
+    if state.emitted and state is not merged and (state.anc is not merged.anc or state.temps is not merged.temps
+                                                  or state.adms is not merged.adms):
+        state = _settle(state, findings, merged, config)
     return _diff(state, findings, change, event, config)
 
 
@@ -246,15 +256,11 @@ def active_alerts(state: PatientState, config: DetectionConfig | None = None) ->
 
 # ---------------------------------------------------------------------------- diff
 
-def _fever_gone(aid: str, kind: str, state: PatientState) -> bool:
-    """A febrile neutropenia alert whose fever reading has left the kept temperatures cannot be
-    re-evaluated, so nothing can withdraw it (a corrected or deleted fever is still a row)."""
-    return kind == "febrile_neutropenia" and all(
-        alert_id(state.patient_key, kind, r.oid) != aid for r in state.temps)
+SETTLED = "settled"  # third element of an emitted entry: (kind, t, SETTLED)
 
 
-def _diff(state: PatientState, findings: list[Finding], change: Change, event: Event,
-          config: DetectionConfig) -> tuple[PatientState, list[Alert]]:
+def _holding(state: PatientState, findings: list[Finding]) -> dict[str, Finding]:
+    """The findings that are alerts (after the horizon), by alert id (first of each id)."""
     key, horizon = state.patient_key, state.horizon
     current: dict[str, Finding] = {}
     for f in findings:
@@ -262,15 +268,41 @@ def _diff(state: PatientState, findings: list[Finding], change: Change, event: E
             aid = alert_id(key, f.kind, f.anchor)
             if aid not in current:
                 current[aid] = f
+    return current
+
+
+def _settle(state: PatientState, findings: list[Finding], merged: PatientState,
+            config: DetectionConfig) -> PatientState:
+    """The bound just dropped rows. Judged against the history before the cut: an emitted alert
+    that no longer holds on what is kept but held before lost its evidence, not its basis; an
+    alert that holds only on what is kept (its predecessor count was dropped) is an artefact of
+    the cut. Both are settled: recorded as emitted, never sent and never withdrawn."""
+    current = _holding(state, findings)
     emitted = state.emitted
-    gone = [aid for aid in emitted if aid not in current and not _fever_gone(aid, emitted[aid][0], state)]
+    lost = [aid for aid, e in emitted.items() if aid not in current and len(e) == 2]
+    fresh = [aid for aid in current if aid not in emitted]
+    if not lost and not fresh:
+        return state
+    uncut, _ = evaluate(merged, config)
+    held = {alert_id(merged.patient_key, f.kind, f.anchor) for f in uncut}
+    settled = {aid: (*emitted[aid], SETTLED) for aid in lost if aid in held}
+    settled.update((aid, (current[aid].kind, current[aid].t, SETTLED)) for aid in fresh if aid not in held)
+    return state.evolve(emitted={**emitted, **settled}) if settled else state
+
+
+def _diff(state: PatientState, findings: list[Finding], change: Change, event: Event,
+          config: DetectionConfig) -> tuple[PatientState, list[Alert]]:
+    key = state.patient_key
+    current = _holding(state, findings)
+    emitted = state.emitted
+    gone = [aid for aid, e in emitted.items() if aid not in current and len(e) == 2]
     new = [(aid, f) for aid, f in current.items() if aid not in emitted]
     if not gone and not new:
         return state, []
     emitted = dict(emitted)
     out: list[Alert] = []
     for aid in sorted(gone, key=lambda i: (emitted[i][1], i)):
-        kind, t = emitted.pop(aid)
+        kind, t = emitted.pop(aid)[:2]
         cause = change.cause if change.cause != "new_result" else (
             "late_result" if change.t <= t else "re-evaluation")
         out.append(retraction(aid, kind, t, cause, event.event_id, key, state.patient_id,

@@ -38,7 +38,7 @@ class PatientState:
     carry: list | None = None  # episodes.Carry.to_list() of the dropped prefix
     ivig_prior: tuple[tuple[int, float | None], ...] = ()
     horizon: int | None = None
-    emitted: dict[str, tuple[str, int]] = field(default_factory=dict)
+    emitted: dict[str, tuple] = field(default_factory=dict)  # id -> (kind, t[, "settled"])
     cyclic: list | None = None  # cyclic.CyclicCache.to_list()
     late_ignored: int = 0
     # derived, never stored or compared: where the last evaluation's fold stopped, so the next
@@ -98,7 +98,7 @@ class PatientState:
             assigning_authority=d.get("aa"), birth_date=d.get("bd"),
             anc=_obs_rows(d.get("a")), temps=_obs_rows(d.get("t")), adms=_adm_rows(d.get("m")),
             carry=d.get("c"), ivig_prior=tuple((int(a), b) for a, b in d.get("ip", ())),
-            horizon=d.get("h"), emitted={e[0]: (e[1], e[2]) for e in d.get("e", ())},
+            horizon=d.get("h"), emitted={e[0]: tuple(e[1:]) for e in d.get("e", ())},
             cyclic=d.get("cy"), late_ignored=d.get("li", 0),
         )
 
