@@ -3,7 +3,7 @@
     .venv/bin/python bench/engine_bench.py
 
 Prints figures only (no timed asserts): a patient with a year of weekly counts, the IVIG case
-(six 21-day cycles), a densely sampled cyclic patient, and a temperature-heavy patient.
+(six 21-day cycles), a densely sampled cyclic patient, a temperature-heavy patient, and an\ninpatient's 300 daily counts (past the history bound).
 """
 from __future__ import annotations
 
@@ -30,6 +30,15 @@ def weekly_year():
             for i in range(52)]
 
 
+def daily_300():
+    """An inpatient's daily counts for 300 days (chemotherapy cycles): past the 96 counts kept, so
+    every result drops one and the periodicity search runs on every result."""
+    vals = [3200, 2600, 1900, 1200, 700, 300, 150, 90, 200, 600, 1400, 2500, 3400, 3600]
+    return [LabResult(f"LAB-D-{i:06d}", f"d{i}", "MRN0002", "GENHOSP", "anc", vals[i % 14] + 37 * (i % 5),
+                      "cells/uL", "F", T0 + timedelta(days=i, hours=i % 3), Source("canonical"))
+            for i in range(300)]
+
+
 def measure(name, events, config, repeat=20):
     times = []
     state = PatientState.empty()
@@ -53,6 +62,7 @@ def main():
     measure("IVIG case (6 x 21 d)", scenario_builder.ivig_case().events, config)
     measure("cyclic, 3 counts/week", scenario_builder.cyclic_dense().events, config)
     measure("febrile", scenario_builder.febrile().events, config, repeat=200)
+    measure("daily counts, 300 days", daily_300(), config, repeat=3)
 
 
 if __name__ == "__main__":

@@ -283,11 +283,22 @@ def _settle(state: PatientState, findings: list[Finding], merged: PatientState,
     fresh = [aid for aid in current if aid not in emitted]
     if not lost and not fresh:
         return state
-    uncut, _ = evaluate(merged, config)
+    uncut, _ = evaluate(_with_search_of(state, merged, config), config)
     held = {alert_id(merged.patient_key, f.kind, f.anchor) for f in uncut}
     settled = {aid: (*emitted[aid], SETTLED) for aid in lost if aid in held}
     settled.update((aid, (current[aid].kind, current[aid].t, SETTLED)) for aid in fresh if aid not in held)
     return state.evolve(emitted={**emitted, **settled}) if settled else state
+
+
+def _with_search_of(state: PatientState, merged: PatientState, config: DetectionConfig) -> PatientState:
+    """``merged`` with the periodicity search just run on the kept rows when every dropped row
+    is older than every window that search looked at (a periodogram per new result is the
+    costliest part of a dense history; with daily counts the bound drops rows months before it)."""
+    searched_from = cyclic.CyclicCache.from_list(merged.cyclic).upto + 1
+    if merged.cyclic and state.horizon is not None and \
+            state.horizon < searched_from - int(config.cyclic_window_days * DAY):
+        return merged.evolve(cyclic=state.cyclic)
+    return merged
 
 
 def _diff(state: PatientState, findings: list[Finding], change: Change, event: Event,
