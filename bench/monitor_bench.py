@@ -73,25 +73,42 @@ def metric(port: int, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
-def measure_rate(count, total: int, timeout: float = 300, interval: float = 0.5) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure_rate(count, total: int, pids: list[int], timeout: float = 300,
+                 interval: float = 0.5) -> tuple[float, float]:
     """Events/s between the first sample with events counted and the last sample before all
     were counted (start-up and group join excluded, and no bias from when the final sample
-    happens to fall). Samples every ``interval`` s, the same for every agent measured: reading the
-    monitor's count means a /metrics scrape, which costs its worker ~10 ms of CPU (the scrape runs
-    the readiness checks), so frequent sampling would slow down the very thing measured."""
+    happens to fall), and the workers' CPU time per event over the same window (less sensitive to
+    what else the machine runs than the rate). Samples every ``interval`` s, the same for every
+    agent measured: reading the monitor's count means a /metrics scrape, which costs its worker
+    ~10 ms of CPU (the scrape runs the readiness checks), so frequent sampling would slow down the
+    very thing measured."""
     deadline = time.monotonic() + timeout
     first = last = None
     while time.monotonic() < deadline:
         n = count()
-        now = time.monotonic()
+        now, cpu = time.monotonic(), cpu_seconds(pids)
         if n > 0 and first is None:
-            first = (now, n)
+            first = (now, n, cpu)
         if n >= total:
             if last is None or last[0] - first[0] < 4 * interval:  # too short to sample: whole run
-                return (n - first[1]) / max(now - first[0], 1e-6)
-            return (last[1] - first[1]) / (last[0] - first[0])
+                last = (now, n, cpu)
+            events = max(last[1] - first[1], 1)
+            return events / max(last[0] - first[0], 1e-6), (last[2] - first[2]) / events
         if first is not None and n > first[1]:
-            last = (now, n)
+            last = (now, n, cpu)
         time.sleep(interval)
     raise RuntimeError(f"only {count()} of {total} events processed in {timeout}s")
 
@@ -121,7 +138,7 @@ def stop(procs) -> None:
             p.wait()
 
 
-def monitor_rate(records: list[dict], workers: int, partitions: int) -> float:
+def monitor_rate(records: list[dict], workers: int, partitions: int) -> tuple[float, float]:
     kafka, redis, settings = servers(partitions)
     try:
         preload(kafka.bootstrap, records)
@@ -130,7 +147,7 @@ def monitor_rate(records: list[dict], workers: int, partitions: int) -> float:
             # events made durable (counted after their batch's Redis commit and Kafka acks), not
             # merely consumed: the decode-only agent likewise counts a batch once it is decoded
             return measure_rate(lambda: sum(metric(p, "neutrowatch_monitor_event_processing_seconds_count")
-                                            for p in ports), len(records))
+                                            for p in ports), len(records), [p.pid for p in procs])
         finally:
             stop(procs)
     finally:
@@ -164,7 +181,7 @@ def decode_worker(bootstrap: str, redis_url: str, partitions: int, batch: int) -
     worker.execute_from_commandline()
 
 
-def decode_only_rate(records: list[dict], partitions: int) -> float:
+def decode_only_rate(records: list[dict], partitions: int) -> tuple[float, float]:
     import redis as redis_sync
     kafka, redis, settings = servers(partitions)
     try:
@@ -174,7 +191,7 @@ def decode_only_rate(records: list[dict], partitions: int) -> float:
                                 start_new_session=True)
         client = redis_sync.Redis.from_url(redis.url)
         try:
-            return measure_rate(lambda: int(client.get("decoded") or 0), len(records))
+            return measure_rate(lambda: int(client.get("decoded") or 0), len(records), [proc.pid])
         finally:
             stop([proc])
     finally:
@@ -330,18 +347,20 @@ def main() -> None:
     print(f"  aiokafka raw consume      {raw:10.0f} events/s", flush=True)
     rounds = []
     for r in range(args.rounds):
-        d = decode_only_rate(records, args.partitions)
-        m = monitor_rate(records, 1, args.partitions)
-        rounds.append((m / d, d, m))
-        print(f"  round {r + 1}: faust decode-only agent {d:6.0f} events/s, monitor 1 worker {m:6.0f} events/s "
-              f"({m / d:.2f} x)", flush=True)
-    ratio, decode, one = sorted(rounds)[len(rounds) // 2]  # the median round
-    print(f"  faust decode-only agent   {decode:10.0f} events/s  (median round)", flush=True)
+        d, d_cpu = decode_only_rate(records, args.partitions)
+        m, m_cpu = monitor_rate(records, 1, args.partitions)
+        rounds.append((m / d, d, m, d_cpu, m_cpu))
+        print(f"  round {r + 1}: faust decode-only agent {d:6.0f} events/s ({d_cpu * 1e6:4.0f} us CPU/event), "
+              f"monitor 1 worker {m:6.0f} events/s ({m_cpu * 1e6:4.0f} us CPU/event): {m / d:.2f} x", flush=True)
+    ratio, decode, one, decode_cpu, one_cpu = sorted(rounds)[len(rounds) // 2]  # the median round
+    print(f"  faust decode-only agent   {decode:10.0f} events/s  (median round; worker CPU "
+          f"{decode_cpu * 1e6:.0f} us/event)", flush=True)
     print(f"  monitor, 1 worker         {one:10.0f} events/s  ({ratio:.2f} x decode-only, "
-          f"{one / raw:.3f} x raw)", flush=True)
-    two = monitor_rate(records, 2, args.partitions)
+          f"{one / raw:.3f} x raw; worker CPU {one_cpu * 1e6:.0f} us/event, "
+          f"{(one_cpu - decode_cpu) * 1e6:.0f} us more than decoding)", flush=True)
+    two, two_cpu = monitor_rate(records, 2, args.partitions)
     print(f"  monitor, 2 workers        {two:10.0f} events/s  ({two / decode:.2f} x decode-only, "
-          f"{two / one:.2f} x 1 worker)", flush=True)
+          f"{two / one:.2f} x 1 worker; worker CPU {two_cpu * 1e6:.0f} us/event)", flush=True)
     for rate in (200.0, 0.8 * one):
         p50, p99, n = latency(rate, args.latency_seconds, args.partitions)
         print(f"  latency at {rate:6.0f} ev/s    p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   "

@@ -37,10 +37,10 @@ def step(state: PatientState, event: Event, config: DetectionConfig | None = Non
         return merged, []
     state = _compact(merged, config)
     findings, state = evaluate(state, config)
-    if state.emitted and state is not merged and (state.anc is not merged.anc or state.temps is not merged.temps
-                                                  or state.adms is not merged.adms):
-        state = _settle(state, findings, merged, config)
-    return _diff(state, findings, change, event, config)
+    current = _holding(state, findings)
+    if state.anc is not merged.anc or state.temps is not merged.temps or state.adms is not merged.adms:
+        state = _settle(state, current, merged, config)  # the bound dropped rows
+    return _diff(state, current, change, event)
 
 
 def run(events: Iterable[Event], config: DetectionConfig | None = None,
@@ -271,13 +271,12 @@ def _holding(state: PatientState, findings: list[Finding]) -> dict[str, Finding]
     return current
 
 
-def _settle(state: PatientState, findings: list[Finding], merged: PatientState,
+def _settle(state: PatientState, current: dict[str, Finding], merged: PatientState,
             config: DetectionConfig) -> PatientState:
     """The bound just dropped rows. Judged against the history before the cut: an emitted alert
     that no longer holds on what is kept but held before lost its evidence, not its basis; an
     alert that holds only on what is kept (its predecessor count was dropped) is an artefact of
     the cut. Both are settled: recorded as emitted, never sent and never withdrawn."""
-    current = _holding(state, findings)
     emitted = state.emitted
     lost = [aid for aid, e in emitted.items() if aid not in current and len(e) == 2]
     fresh = [aid for aid in current if aid not in emitted]
@@ -301,10 +300,9 @@ def _with_search_of(state: PatientState, merged: PatientState, config: Detection
     return merged
 
 
-def _diff(state: PatientState, findings: list[Finding], change: Change, event: Event,
-          config: DetectionConfig) -> tuple[PatientState, list[Alert]]:
+def _diff(state: PatientState, current: dict[str, Finding], change: Change, event: Event
+          ) -> tuple[PatientState, list[Alert]]:
     key = state.patient_key
-    current = _holding(state, findings)
     emitted = state.emitted
     gone = [aid for aid, e in emitted.items() if aid not in current and len(e) == 2]
     new = [(aid, f) for aid, f in current.items() if aid not in emitted]
