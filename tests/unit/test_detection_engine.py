@@ -196,3 +196,18 @@ def test_settled_alerts_survive_the_json_round_trip():
             assert PatientState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
             checked += 1
     assert checked > 10
+
+
+def test_a_periodicity_explained_by_ivig_infusions_is_withdrawn_saying_so():
+    # Counts oscillating every 21 days raise a suspected cyclic neutropenia; infusion records
+    # arriving later show each dip follows an IVIG infusion: the post-IVIG pattern replaces it.
+    from tests import scenario_builder
+    p = scenario_builder.cyclic_dense()
+    for day in (12, 33, 54):
+        p.give(day, "ivig", 1000)
+    alerts = run(p.events)
+    retracted = [a for a in alerts if a.kind == "alert_retracted"]
+    assert kinds(alerts).count("cyclic_neutropenia_suspected") == 1 and len(retracted) == 1
+    assert retracted[0].evidence["cause"] == "explained_by_ivig"
+    assert "follows the IVIG infusions" in retracted[0].summary
+    assert kinds(alerts)[-1] == "post_ivig_neutropenia_pattern"

@@ -100,10 +100,14 @@ def render(f: Finding, patient_key: str, patient_id: str, authority: str | None,
                  f.severity, iso(f.t), summary, evidence, _num(f.value), authority)
 
 
+CAUSES = {"explained_by_ivig": "the oscillation follows the IVIG infusions"}
+
+
 def retraction(old_id: str, old_kind: str, old_t: int, cause: str, cause_id: str,
                patient_key: str, patient_id: str, authority: str | None) -> Alert:
+    reason = CAUSES.get(cause) or cause.replace('_', ' ')
     summary = (f"Retracted: the {old_kind.replace('_', ' ')} alert for the result of "
-               f"{iso(old_t)[:16].replace('T', ' ')} no longer holds ({cause.replace('_', ' ')}).")
+               f"{iso(old_t)[:16].replace('T', ' ')} no longer holds ({reason}).")
     return Alert(stable_id("alert.v1", patient_key, "alert_retracted", old_id, cause_id),
                  patient_id, patient_key, "alert_retracted", "info", iso(old_t), summary,
                  {"rule": "alert_retracted", "retracted_alert_id": old_id,

@@ -314,6 +314,9 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
         kind, t = emitted.pop(aid)[:2]
         cause = change.cause if change.cause != "new_result" else (
             "late_result" if change.t <= t else "re-evaluation")
+        if kind == "cyclic_neutropenia_suspected" and cause in ("re-evaluation", "administration"):
+            # a periodicity once found stays found: only the IVIG rules set it aside
+            cause = "explained_by_ivig"
         out.append(retraction(aid, kind, t, cause, event.event_id, key, state.patient_id,
                               state.assigning_authority))
     if new:
