@@ -246,17 +246,31 @@ def _locked(period: float, cs: list, config: DetectionConfig) -> bool:
 
 
 def active_alerts(state: PatientState, config: DetectionConfig | None = None) -> list[Alert]:
-    """The alerts that hold now, rendered (for inspection and tests; step emits differences)."""
+    """The alerts that hold now, rendered (for inspection and tests; step emits differences),
+    less those the history bound kept from being sent."""
     config = config or DEFAULT_CONFIG
     findings, state = evaluate(state, config)
     live = [o for o in state.anc if o.v is not None]
+    unsent = unsent_ids(state)
     return [render(f, state.patient_key, state.patient_id, state.assigning_authority, live,
-                   list(state.adms)) for f in findings]
+                   list(state.adms)) for f in findings
+            if not unsent or alert_id(state.patient_key, f.kind, f.anchor) not in unsent]
+
+
+def kept_ids(state: PatientState) -> set[str]:
+    """Alerts sent whose evidence has left the history: they still stand, but cannot be rendered."""
+    return {aid for aid, e in state.emitted.items() if e[2:] == (KEPT,)}
+
+
+def unsent_ids(state: PatientState) -> set[str]:
+    return {aid for aid, e in state.emitted.items() if e[2:] == (UNSENT,)}
 
 
 # ---------------------------------------------------------------------------- diff
 
-SETTLED = "settled"  # third element of an emitted entry: (kind, t, SETTLED)
+# third element of an emitted entry settled by the bound: (kind, t, KEPT) was sent and its evidence
+# has left the history; (kind, t, UNSENT) held only on the cut history and was never sent
+KEPT, UNSENT = "kept", "unsent"
 
 
 def _holding(state: PatientState, findings: list[Finding]) -> dict[str, Finding]:
@@ -284,8 +298,8 @@ def _settle(state: PatientState, current: dict[str, Finding], merged: PatientSta
         return state
     uncut, _ = evaluate(_with_search_of(state, merged, config), config)
     held = {alert_id(merged.patient_key, f.kind, f.anchor) for f in uncut}
-    settled = {aid: (*emitted[aid], SETTLED) for aid in lost if aid in held}
-    settled.update((aid, (current[aid].kind, current[aid].t, SETTLED)) for aid in fresh if aid not in held)
+    settled = {aid: (*emitted[aid], KEPT) for aid in lost if aid in held}
+    settled.update((aid, (current[aid].kind, current[aid].t, UNSENT)) for aid in fresh if aid not in held)
     return state.evolve(emitted={**emitted, **settled}) if settled else state
 
 

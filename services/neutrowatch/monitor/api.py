@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from neutrowatch.detection import KINDS, SEVERITY, DetectionConfig
+from neutrowatch.detection.engine import kept_ids
 from neutrowatch.monitor import openapi, views
 from neutrowatch.monitor.state_store import INDEX, StateStore, kind_index, severity_index
 
@@ -104,7 +105,10 @@ class MonitorApi:
         loaded = await self._loaded(request)
         if loaded is None:
             return _problem(404, "no such patient")
-        return web.json_response(views.patient_state(loaded.state, self.config))
+        sent = None
+        if kept_ids(loaded.state):  # patterns whose evidence left the history: as they were sent
+            sent = {a["alert_id"]: a for a in await self.store.patient_alerts(loaded.patient_key)}
+        return web.json_response(views.patient_state(loaded.state, self.config, sent))
 
 
 def prefers_html(accept: str) -> bool:

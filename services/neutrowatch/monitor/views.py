@@ -11,6 +11,7 @@ from typing import Any
 from neutrowatch.detection import DetectionConfig, PatientState, active_alerts
 from neutrowatch.detection import ivig
 from neutrowatch.detection.alerts import iso
+from neutrowatch.detection.engine import kept_ids, unsent_ids
 from neutrowatch.detection.episodes import Carry, Track, fold
 from neutrowatch.detection.findings import Obs
 from neutrowatch.detection.grades import Limits, limits_for
@@ -136,14 +137,18 @@ def _episode(name: str, track: Track) -> dict[str, Any] | None:
             "chronic": track.chronic}
 
 
-def patient_state(state: PatientState, config: DetectionConfig) -> dict[str, Any]:
+def patient_state(state: PatientState, config: DetectionConfig,
+                  sent: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``sent``: the patient's alert records by id, for patterns that still stand but whose
+    evidence has left the kept history (engine.kept_ids); they are listed as they were sent."""
     live = [o for o in state.anc if o.v is not None]
     carry = fold(live, _limits_at(state, config), Carry.from_list(state.carry), config, emit=False).carry
     episodes = [e for e in (_episode("neutropenia", carry.neutropenia), _episode("severe", carry.severe),
                             _episode("agranulocytosis", carry.agran)) if e]
-    patterns = [{"kind": a.kind, "alert_id": a.alert_id, "severity": a.severity,
-                 "observed_at": a.observed_at, "summary": a.summary}
-                for a in active_alerts(state, config) if a.kind in PATTERN_KINDS]
+    standing = [a.to_record() for a in active_alerts(state, config)]
+    standing += [sent[aid] for aid in sorted(kept_ids(state)) if sent and aid in sent]
+    patterns = [{k: a[k] for k in ("kind", "alert_id", "severity", "observed_at", "summary")}
+                for a in standing if a["kind"] in PATTERN_KINDS]
     last = live[-1] if live else None
     return {
         "patient_key": state.patient_key,
@@ -156,5 +161,5 @@ def patient_state(state: PatientState, config: DetectionConfig) -> dict[str, Any
                     "administrations": len(state.adms),
                     "summarised_before": iso(state.horizon) if state.horizon else None,
                     "late_results_ignored": state.late_ignored},
-        "alerts_emitted": len(state.emitted),
+        "alerts_emitted": len(state.emitted) - len(unsent_ids(state)),
     }
