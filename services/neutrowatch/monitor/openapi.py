@@ -169,10 +169,15 @@ def document() -> dict[str, Any]:
                 "current_grade": {"enum": ["normal", "mild", "moderate", "severe", "agranulocytosis", None]},
                 "last_anc": {"type": ["object", "null"]},
                 "open_episodes": {"type": "array", "items": {"$ref": "#/components/schemas/Episode"}},
-                "detected_patterns": {"type": "array", "items": {"type": "object", "properties": {
+                "detected_patterns": {"type": "array", "description": (
+                    "Pattern alerts that stand (cyclic, post-IVIG, chronic, drug-associated), including "
+                    "one whose evidence has left the kept history, as it was sent."),
+                    "items": {"type": "object", "properties": {
                     "kind": {"type": "string"}, "alert_id": {"type": "string"}, "severity": {"type": "string"},
                     "observed_at": {"type": "string"}, "summary": {"type": "string"}}}},
-                "history": {"type": "object"}, "alerts_emitted": {"type": "integer"}}},
+                "history": {"type": "object"},
+                "alerts_emitted": {"type": "integer", "description": (
+                    "Alerts sent that still stand, about results after history.summarised_before.")}}},
             "Readiness": {"type": "object", "properties": {
                 "ready": {"type": "boolean"}, "checks": {"type": "object", "additionalProperties": {"type": "boolean"}}}},
             "Problem": {"type": "object", "required": ["status", "detail"], "properties": {
