@@ -290,7 +290,8 @@ def _settle(state: PatientState, current: dict[str, Finding], merged: PatientSta
     """The bound just dropped rows. Judged against the history before the cut: an emitted alert
     that no longer holds on what is kept but held before lost its evidence, not its basis; an
     alert that holds only on what is kept (its predecessor count was dropped) is an artefact of
-    the cut. Both are settled: recorded as emitted, never sent and never withdrawn."""
+    the cut. Both are settled, kept on record and never withdrawn: the first as KEPT, the second
+    as UNSENT (never sent)."""
     emitted = state.emitted
     lost = [aid for aid, e in emitted.items() if aid not in current and len(e) == 2]
     fresh = [aid for aid in current if aid not in emitted]
