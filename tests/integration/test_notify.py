@@ -6,6 +6,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,22 @@ class Notify:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return http_json(self.url(path), json.dumps(body).encode() if body is not None else None, headers, method)
+
+
+@contextmanager
+def own_notify(kafka_bootstrap: str, redis_url: str, tmp_path: Path, edit=lambda routing: routing):
+    """A notify of its own (own consumer group and Redis prefix) with its own mailbox and webhook,
+    routed by ROUTING (changed by ``edit``); everything stopped afterwards."""
+    mailbox, hook = Mailbox().start(), Webhook().start()
+    path = tmp_path / "routing.yaml"
+    path.write_text(edit(ROUTING.format(hook=hook.port)))
+    n = Notify(kafka_bootstrap, redis_url, path, uuid.uuid4().hex[:8], mailbox.port).start()
+    try:
+        yield n, mailbox, hook
+    finally:
+        n.stop()
+        mailbox.stop()
+        hook.stop()
 
 
 @pytest.fixture(scope="module")
@@ -222,13 +239,10 @@ def test_silence_suppresses_then_expires(notify, receivers, producer, kafka_boot
 def test_killed_and_restarted_mid_stream_sends_no_duplicate_and_loses_nothing(
         kafka_bootstrap, redis_url, producer, tmp_path):
     # own receivers: the module's notify (another group) also delivers these alerts to its own
-    mailbox, hook = Mailbox().start(), Webhook().start()
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING.format(hook=hook.port).replace("escalation: {receivers: [pager], delay: 3s}",
-                                                           "escalation: {receivers: [pager], delay: 1h}"))
-    n = Notify(kafka_bootstrap, redis_url, path, uuid.uuid4().hex[:8], mailbox.port).start()
-    alerts = [alert() for _ in range(40)]
-    try:
+    no_escalation = lambda r: r.replace("escalation: {receivers: [pager], delay: 3s}",  # noqa: E731
+                                        "escalation: {receivers: [pager], delay: 1h}")
+    with own_notify(kafka_bootstrap, redis_url, tmp_path, no_escalation) as (n, mailbox, hook):
+        alerts = [alert() for _ in range(40)]
         producer.send(*alerts[:20])
         assert wait_until(lambda: sum(bool(hook.about(a["alert_id"])) for a in alerts) >= 5, 20)
         n.service.proc.kill()  # SIGKILL mid-stream
@@ -246,10 +260,6 @@ def test_killed_and_restarted_mid_stream_sends_no_duplicate_and_loses_nothing(
                      for a in alerts) - 2 * len(alerts)
         print(f"re-sent after SIGKILL (same delivery id, dropped by the receiver): {resent} of {2 * len(alerts)}")
         assert resent < len(alerts)  # only sends the kill caught between the receiver's answer and Redis
-    finally:
-        n.stop()
-        mailbox.stop()
-        hook.stop()
 
 
 def test_bad_routing_file_fails_at_start_with_line_and_problem(kafka_bootstrap, redis_url, tmp_path):
@@ -276,11 +286,7 @@ OLDEST = "neutrowatch_notify_oldest_unacknowledged_critical_age_seconds"
 def test_oldest_unacknowledged_critical_age_rises_then_falls_to_zero_on_ack(
         kafka_bootstrap, redis_url, producer, tmp_path):
     # own notify (own Redis prefix): the module's one holds unacknowledged criticals of other tests
-    mailbox, hook = Mailbox().start(), Webhook().start()
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING.format(hook=hook.port))
-    n = Notify(kafka_bootstrap, redis_url, path, uuid.uuid4().hex[:8], mailbox.port).start()
-    try:
+    with own_notify(kafka_bootstrap, redis_url, tmp_path) as (n, mailbox, hook):
         a = alert()
         sent_at = time.time()
         producer.send(a)
@@ -303,10 +309,6 @@ def test_oldest_unacknowledged_critical_age_rises_then_falls_to_zero_on_ack(
         assert gauge(n, OLDEST) >= first + 1  # rises while nobody acknowledges
         assert n.api("POST", f"/alerts/{a['alert_id']}/ack", {"by": "Dr A"})[0] == 200
         assert gauge(n, OLDEST) == 0.0  # at once: the acknowledgement refreshes it
-    finally:
-        n.stop()
-        mailbox.stop()
-        hook.stop()
 
 
 def one_per_delivery(found: list) -> dict:
@@ -383,15 +385,12 @@ def test_a_critical_is_sent_at_once_and_carries_the_patients_waiting_alerts(noti
 
 
 def test_a_group_open_when_notify_is_killed_is_sent_once_after_restart(kafka_bootstrap, redis_url, producer, tmp_path):
-    mailbox, hook = Mailbox().start(), Webhook().start()
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING.format(hook=hook.port).replace("group_wait: 2s", "group_wait: 5s"))
-    n = Notify(kafka_bootstrap, redis_url, path, uuid.uuid4().hex[:8], mailbox.port).start()
-    r = redis.Redis.from_url(redis_url)
-    patient = f"P{uuid.uuid4().hex[:10]}"
-    alerts = [alert(patient, kind=k, severity="warning") for k in ("chronic_neutropenia", "cyclic_neutropenia_suspected")]
-    ids = sorted(a["alert_id"] for a in alerts)
-    try:
+    longer_wait = lambda r: r.replace("group_wait: 2s", "group_wait: 5s")  # noqa: E731
+    with own_notify(kafka_bootstrap, redis_url, tmp_path, longer_wait) as (n, mailbox, hook):
+        r = redis.Redis.from_url(redis_url)
+        patient = f"P{uuid.uuid4().hex[:10]}"
+        alerts = [alert(patient, kind=k, severity="warning") for k in ("chronic_neutropenia", "cyclic_neutropenia_suspected")]
+        ids = sorted(a["alert_id"] for a in alerts)
         producer.send(*alerts)
         assert wait_until(lambda: r.exists(*[f"{n.prefix}:alert:{i}" for i in ids]) == 2, 15)
         n.service.proc.kill()  # SIGKILL while the group waits for its window
@@ -406,21 +405,13 @@ def test_a_group_open_when_notify_is_killed_is_sent_once_after_restart(kafka_boo
         assert sorted(alert_ids(body)) == ids
         [mail] = [m for m in mailbox.messages if any(i in m.get_content() for i in ids)]
         assert all(f"/alerts/{i}" in mail.get_content() for i in ids)
-    finally:
-        n.stop()
-        mailbox.stop()
-        hook.stop()
 
 
 def test_killed_while_the_receiver_holds_the_message_resends_it_marked_as_a_possible_duplicate(
         kafka_bootstrap, redis_url, producer, tmp_path):
-    mailbox, hook = Mailbox().start(), Webhook().start()
-    path = tmp_path / "routing.yaml"
-    path.write_text(ROUTING.format(hook=hook.port))
-    n = Notify(kafka_bootstrap, redis_url, path, uuid.uuid4().hex[:8], mailbox.port).start()
-    a = alert()
-    hook.slow[a["alert_id"]] = 8  # the hook has the body; notify waits for the answer
-    try:
+    with own_notify(kafka_bootstrap, redis_url, tmp_path) as (n, mailbox, hook):
+        a = alert()
+        hook.slow[a["alert_id"]] = 8  # the hook has the body; notify waits for the answer
         producer.send(a)
         assert wait_until(lambda: hook.about(a["alert_id"], raw=True) and mailbox.about(a["alert_id"]), 20)
         time.sleep(0.3)
@@ -438,10 +429,6 @@ def test_killed_while_the_receiver_holds_the_message_resends_it_marked_as_a_poss
         assert headers["X-NeutroWatch-Redelivery"] == "possible-duplicate"
         assert headers["X-NeutroWatch-Delivery"] == first["delivery_id"]
         assert len(mailbox.about(a["alert_id"])) == 1
-    finally:
-        n.stop()
-        mailbox.stop()
-        hook.stop()
 
 
 def test_an_email_the_server_did_not_confirm_in_time_is_resent_with_its_message_id_marked(notify, receivers, producer):
