@@ -145,7 +145,7 @@ def patient_state(state: PatientState, config: DetectionConfig,
     carry = fold(live, _limits_at(state, config), Carry.from_list(state.carry), config, emit=False).carry
     episodes = [e for e in (_episode("neutropenia", carry.neutropenia), _episode("severe", carry.severe),
                             _episode("agranulocytosis", carry.agran)) if e]
-    standing = [a.to_record() for a in active_alerts(state, config)]
+    standing = [a.to_record() for a in active_alerts(state, config) if a.kind in PATTERN_KINDS]
     standing += [sent[aid] for aid in sorted(kept_ids(state)) if sent and aid in sent]
     patterns = [{k: a[k] for k in ("kind", "alert_id", "severity", "observed_at", "summary")}
                 for a in standing if a["kind"] in PATTERN_KINDS]
