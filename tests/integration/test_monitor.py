@@ -18,6 +18,7 @@ from kafka_reader import read_records
 from monitor_helpers import (fresh, lab_only_records, new_tag, produce, reference_alerts, wait_for)
 from neutrowatch.platform.embedded import EmbeddedKafka, EmbeddedRedis, free_port
 from processes import Service, http_json, start_up
+from tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 ALERTS = "neutrowatch.alerts.v1"
@@ -222,6 +223,55 @@ def test_redis_restart_during_a_stream_loses_no_state_and_duplicates_no_alert(pr
         assert set(ids) == set(expected)
     finally:
         service.stop()
+
+
+class BrokerBehind(EmbeddedKafka):
+    """Tansu that tells its clients to connect through ``advertised`` (a TcpProxy's port)."""
+
+    def __init__(self, advertised: int):
+        super().__init__()
+        self.advertised = advertised
+
+    def command(self) -> list[str]:
+        return [*super().command()[:-1], f"tcp://127.0.0.1:{self.advertised}"]
+
+
+def test_broker_unreachable_mid_stream_pauses_the_monitor_and_it_resumes_without_loss():
+    """Every connection to the broker cut (refused) while the monitor works through a backlog, for
+    longer than the group session: it reports not-ready naming Kafka, then, once the broker is
+    reachable again, rejoins, finishes the backlog and what came meanwhile, and every alert of the
+    stream is on the topic once."""
+    with EmbeddedRedis() as redis, TcpProxy(free_port()) as proxy:
+        kafka = BrokerBehind(proxy.port)
+        proxy.target_port = kafka.port
+        with kafka:
+            bootstrap = f"127.0.0.1:{proxy.port}"
+            records = lab_only_records(new_tag(), copies=30)
+            expected = reference_alerts(records)
+            keys = {r["patient_key"] for r in records}
+            half = len(records) // 2
+            produce(bootstrap, records[:half])  # a backlog waiting for the monitor
+            service, port = start_monitor(bootstrap, redis.url)
+            try:
+                assert wait_for(lambda: worker_ready(port) and consumed(port) > 0, 40, 0.05), \
+                    service.output()[-2000:]
+                proxy.cut()
+                assert consumed(port) < half, "the backlog was done before the cut: nothing tested"
+                assert wait_for(lambda: api(port, "/readyz")[0] == 503, 20), "not-ready not reported"
+                assert api(port, "/readyz")[1]["checks"]["kafka"] is False
+                time.sleep(8)  # past the group session (6 s): the broker drops the member
+                proxy.restore()
+                produce(bootstrap, records[half:])
+                assert wait_for(lambda: worker_ready(port) and consumed(port) >= len(records), 60), \
+                    service.output()[-3000:]
+                got = topic_alerts(bootstrap, keys, expect=len(expected), timeout=60)
+                time.sleep(1.5)
+                got = topic_alerts(bootstrap, keys, expect=None, timeout=2)
+                ids = [a["alert_id"] for a in got]
+                assert [i for i, n in collections.Counter(ids).items() if n > 1] == []
+                assert set(ids) == set(expected)
+            finally:
+                service.stop()
 
 
 def test_a_remembered_state_another_worker_changed_is_reloaded_not_overwritten(redis_url):
