@@ -80,6 +80,7 @@ class DetectionConfig:
     patients: Mapping[str, PatientOverride] = field(default_factory=dict)
     baseline_fraction: float = 0.8
     confirmations: int = 2  # results needed to confirm recovery / an improvement in grade
+    episode_gap_days: float = 14.0  # a result back at/above a limit, then none below it for this long, ends the episode
     severe_below: float = 500.0
     rapid_decline_hours: float = 72.0
     rapid_decline_fraction: float = 0.5
@@ -88,7 +89,9 @@ class DetectionConfig:
     febrile_single_c: float = 38.3
     febrile_sustained_c: float = 38.0
     febrile_sustained_minutes: float = 60.0
-    febrile_anc_hours: float = 24.0
+    febrile_anc_hours: float = 24.0  # counts collected this long after a fever count for it
+    febrile_anc_lookback_hours: float = 72.0  # the latest count before a fever counts if this recent
+    febrile_falling_days: float = 7.0  # "falling": lower than a count at most this much earlier
     febrile_falling_below: float = 1000.0
     febrile_episode_gap_hours: float = 72.0
     ivig_drug_class: str = "ivig"
