@@ -274,17 +274,21 @@ def _drug(f: Finding, anc, adms):
 
 def _febrile(f: Finding, anc, adms):
     c = f.ctx
-    r, a = c["fever"], c["anc"]
-    how = "once >= 38.3 C" if c["how"] == "single" else "sustained >= 38.0 C for 1 h"
-    s = (f"FEBRILE NEUTROPENIA: temperature {r.v:g} C ({how}) with ANC {_cnt(a.v)}"
-         f"{' and falling' if c['falling'] else ''} within 24 h.")
+    r, a, before = c["fever"], c["anc"], c["previous"]
+    how = (f"once >= {c['single_c']:g} C" if c["how"] == "single"
+           else f"sustained >= {c['sustained_c']:g} C for {c['sustained_minutes']:g} min")
+    hours = round((a.t - r.t) / 3600)
+    when = ("at the time of the fever" if hours == 0 else
+            f"{-hours} h before the fever" if hours < 0 else f"{hours} h after the fever")
+    falling = f", falling from {_cnt(before.v)}" if before is not None else ""
+    s = f"FEBRILE NEUTROPENIA: temperature {r.v:g} C ({how}) with ANC {_cnt(a.v)}{falling}, collected {when}."
     temps = [x for x in (c["began"], r) if x]
-    return s, {"temperature_single_c": 38.3, "temperature_sustained_c": 38.0, "sustained_minutes": 60,
-               "anc_window_hours": 24, "anc_below": 500, "anc_falling_below": 1000,
-               "falling": c["falling"],
+    return s, {"temperature_single_c": c["single_c"], "temperature_sustained_c": c["sustained_c"],
+               "sustained_minutes": c["sustained_minutes"], "falling": c["falling"],
+               "anc_hours_from_fever": hours,
                "temperatures": [{"observation_id": x.oid, "value": x.v, "unit": "Cel",
                                  "collected_at": iso(x.t), "status": x.st} for x in temps],
-               "observations": [obs(a)]}
+               "observations": [obs(x) for x in (before, a) if x is not None]}
 
 
 RENDER = {

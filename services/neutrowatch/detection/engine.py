@@ -236,7 +236,7 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
         state = state.evolve(memo=memo)
     if state.temps:
         temps = [o for o in state.temps if o.v is not None]
-        findings += febrile.febrile(temps, live, times, config)
+        findings += febrile.febrile(temps, live, times, limits_at, config)
     return findings, state
 
 

@@ -1,13 +1,21 @@
 """Febrile neutropenia: a temperature >= 38.3 C once, or >= 38.0 C sustained for an hour (two
-readings >= 38.0 at least an hour apart with none below in between), within 24 h of an ANC < 500
-or < 1000 and falling (lower than the count before it). Fevers less than 72 h apart form one
-episode (one alert), anchored on its first qualifying fever."""
+readings >= 38.0 at least an hour apart with none below in between), while the ANC is < 500, or
+< 1000 and falling (lower than the count before it, collected at most 7 days earlier).
+
+The ANC at a fever is the patient's latest count collected before it, if at most 72 h old (a newer
+normal count supersedes an older low one; an agranulocytosis a day and a half old with no count
+since is still the patient's count), or a count collected in the 24 h after it (the CBC drawn for
+the fever). Limits are the patient's own (``Limits.moderate`` is the severe limit). Fevers less
+than 72 h apart form one episode (one alert), anchored on its first qualifying fever. All figures
+are settings (DetectionConfig.febrile_*)."""
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
+from typing import Callable
 
 from neutrowatch.detection.config import DetectionConfig
 from neutrowatch.detection.findings import Finding, Obs
+from neutrowatch.detection.grades import Limits
 
 
 def fevers(temps: list[Obs], config: DetectionConfig) -> list[tuple[Obs, str, Obs | None]]:
@@ -27,30 +35,59 @@ def fevers(temps: list[Obs], config: DetectionConfig) -> list[tuple[Obs, str, Ob
     return out
 
 
-def febrile(temps: list[Obs], anc: list[Obs], times: list[int],
+def febrile(temps: list[Obs], anc: list[Obs], times: list[int], limits_at: Callable[[int], Limits],
             config: DetectionConfig) -> list[Finding]:
     out: list[Finding] = []
-    win = int(config.febrile_anc_hours * 3600)
     gap = config.febrile_episode_gap_hours * 3600
     last_fever_t = None
     for r, how, began in fevers(temps, config):
-        lo, hi = bisect_left(times, r.t - win), bisect_right(times, r.t + win)
-        best = None
-        for i in range(lo, hi):
-            a = anc[i]
-            falling = i > 0 and float(anc[i - 1].v) > float(a.v)  # type: ignore[arg-type]
-            if a.v < config.severe_below or (a.v < config.febrile_falling_below and falling):  # type: ignore[operator]
-                key = (abs(a.t - r.t), a.v)
-                if best is None or key < best[0]:
-                    best = (key, a, falling)
-        if best is None:
+        found = _anc_at_fever(r.t, anc, times, limits_at, config)
+        if found is None:
             continue
         if last_fever_t is not None and r.t - last_fever_t <= gap:
             last_fever_t = r.t
             continue
         last_fever_t = r.t
-        a = best[1]
+        a, before = found
         out.append(Finding("febrile_neutropenia", r.oid, max(r.t, a.t), float(a.v), "critical",  # type: ignore[arg-type]
                            {"fever": r, "how": how, "began": began, "anc": a,
-                            "falling": best[2]}))
+                            "falling": before is not None, "previous": before,
+                            "single_c": config.febrile_single_c,
+                            "sustained_c": config.febrile_sustained_c,
+                            "sustained_minutes": config.febrile_sustained_minutes}))
     return out
+
+
+def _anc_at_fever(t: int, anc: list[Obs], times: list[int], limits_at: Callable[[int], Limits],
+                  config: DetectionConfig) -> tuple[Obs, Obs | None] | None:
+    """The qualifying count nearest the fever and, when it qualified by falling, the count it fell
+    from; None when the patient's count at the fever does not qualify."""
+    i = bisect_right(times, t)  # anc[:i] collected at or before the fever
+    candidates = []
+    if i > 0 and t - times[i - 1] <= config.febrile_anc_lookback_hours * 3600:
+        candidates.append(i - 1)
+    end = bisect_right(times, t + config.febrile_anc_hours * 3600)
+    candidates += range(i, end)
+    best = None
+    for k in candidates:
+        a = anc[k]
+        lim = limits_at(a.t)
+        v = float(a.v)  # type: ignore[arg-type]
+        before = _falling_from(k, anc, config)
+        if not (v < min(config.severe_below, lim.moderate)
+                or (before is not None and v < min(config.febrile_falling_below, lim.mild))):
+            continue
+        key = (abs(a.t - t), v)
+        if best is None or key < best[0]:
+            best = (key, a, before)
+    return None if best is None else (best[1], best[2])
+
+
+def _falling_from(k: int, anc: list[Obs], config: DetectionConfig) -> Obs | None:
+    """The count before ``anc[k]``, if higher and at most ``febrile_falling_days`` earlier."""
+    if k == 0:
+        return None
+    prev, a = anc[k - 1], anc[k]
+    if a.t - prev.t > config.febrile_falling_days * 86400 or float(prev.v) <= float(a.v):  # type: ignore[arg-type]
+        return None
+    return prev
