@@ -113,6 +113,7 @@ class DetectionConfig:
     cyclic_window_days: float = 84.0
     cyclic_min_points: int = 12
     cyclic_min_span_days: float = 28.0
+    cyclic_min_cycles: float = 2.0  # the counts searched must span this many periods (repeated nadirs)
     cyclic_min_per_week: float = 2.5
     cyclic_max_fap: float = 0.01
     cyclic_lock_tolerance: float = 0.25

@@ -1,5 +1,9 @@
 """Cyclic neutropenia: a periodic oscillation (14-35 days) in the irregular ANC series.
 
+The strongest periodicity up to 1.5 x the longest period must lie in the range, and the counts
+must span ``cyclic_min_cycles`` (2) periods with as many troughs: a trend, a single dip or a
+slower swing is not a cycle.
+
 Lomb-Scargle periodogram (standard normalisation, floating mean removed) over the counts of the
 last ``cyclic_window_days`` before each result, with a false-alarm probability
 FAP = 1 - (1 - (1 - p)^((N-3)/2))^M, M ~ span * (f_max - f_min) independent frequencies.
@@ -23,6 +27,7 @@ from neutrowatch.detection.findings import Obs
 from neutrowatch.detection.grades import Limits
 
 DAY = 86400
+EXTENDED = 1.5  # the periodogram is computed up to this many times the longest period searched
 
 
 @dataclass(frozen=True)
@@ -92,15 +97,33 @@ def analyse(anc: list[Obs], times: list[int], k: int, limits_at: Callable[[int],
     if min(ys) >= limits_at(end).normal:
         return None  # oscillating within normal limits is not neutropenia
     ts = [(p.t - pts[0].t) / DAY for p in pts]
+    # The peak is sought beyond the longest period too: when the strongest periodicity is longer
+    # than the range (a steady fall, a 45-day swing) the counts do not oscillate within it, and
+    # the in-range maximum would only be that trend's edge. And an oscillation is repeated
+    # nadirs: a single dip and recovery spans one "period" only.
     period, power = periodogram_peak(ts, ys, config.cyclic_min_period_days,
-                                     config.cyclic_max_period_days)
-    if period is None:
+                                     config.cyclic_max_period_days * EXTENDED)
+    if (period is None or period > config.cyclic_max_period_days
+            or span < config.cyclic_min_cycles * period
+            or troughs(ts, ys, period) < config.cyclic_min_cycles):
         return None
     fap = false_alarm_probability(power, n, span, config)
     if fap > config.cyclic_max_fap:
         return None
     return Periodicity(end, anc[k].oid, ys[-1], round(period, 1), round(power, 3),
                        float(f"{fap:.2g}"), n, round(span, 1), min(ys), max(ys))
+
+
+def troughs(ts: list[float], ys: list[float], period: float) -> int:
+    """Runs of counts below the series' midrange, a new one only half a period or more after the
+    previous one began (noise around the midrange does not make a second trough)."""
+    mid = (min(ys) + max(ys)) / 2
+    count, began, below = 0, None, False
+    for t, y in zip(ts, ys):
+        if y < mid and not below and (began is None or t - began >= period / 2):
+            count, began = count + 1, t
+        below = y < mid
+    return count
 
 
 def periodogram_peak(ts: list[float], ys: list[float], pmin: float, pmax: float,
