@@ -1,7 +1,7 @@
 """Severity grades: which band an ANC falls in, for this patient, at this age."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from neutrowatch.detection.config import DetectionConfig
@@ -20,6 +20,11 @@ class Limits:
     moderate: float
     agranulocytosis: float
     basis: str  # "profile", "age", "baseline_override", "threshold_override"
+    # A severe-neutropenia episode (a critical alert) opens below this: config.severe_below, but
+    # never above this patient's normal limit (as ``moderate``), so that a benign ethnic
+    # neutropenia patient's own stable count (at or above the normal limit an override sets)
+    # pages nobody while a fall below it does. Agranulocytosis stays absolute.
+    severe: float = 500.0
 
     def grade(self, anc: float) -> str:
         if anc >= self.normal:
@@ -35,7 +40,7 @@ class Limits:
     def as_evidence(self) -> dict:
         return {"profile": self.profile, "basis": self.basis, "normal": self.normal,
                 "mild": self.mild, "moderate": self.moderate,
-                "agranulocytosis": self.agranulocytosis}
+                "agranulocytosis": self.agranulocytosis, "severe": self.severe}
 
 
 def limits_for(config: DetectionConfig, patient_key: str, birth_date: str | None,
@@ -57,7 +62,22 @@ def limits_for(config: DetectionConfig, patient_key: str, birth_date: str | None
         normal = min(normal, float(override.baseline_anc) * config.baseline_fraction)
         basis = "baseline_override"
     return Limits(profile.name, normal, min(mild, normal), min(profile.moderate, normal),
-                  profile.agranulocytosis, basis)
+                  profile.agranulocytosis, basis, min(config.severe_below, normal))
+
+
+def with_severe_limit(config: DetectionConfig, limits: Limits) -> DetectionConfig:
+    """``config`` with ``severe_below`` set to this patient's severe limit (``limits.severe``),
+    for the rules that read ``config.severe_below`` (the severe episode in episodes.py, febrile
+    neutropenia's "ANC < 500"). ``config`` itself when they agree (every patient without an
+    override under the default profiles); otherwise one cached copy per limit, so that callers
+    comparing configs by identity (the engine's fold checkpoint) keep working."""
+    if limits.severe == config.severe_below:
+        return config
+    key = ("severe_below", limits.severe)
+    derived = config.cache.get(key)
+    if derived is None:
+        derived = config.cache[key] = replace(config, severe_below=limits.severe)
+    return derived
 
 
 def worse(a: str, b: str) -> str:
