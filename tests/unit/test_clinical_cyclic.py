@@ -48,3 +48,18 @@ def test_a_21_day_oscillation_is_reported_once_two_nadirs_were_seen():
     assert len(alerts) == 1
     assert abs(alerts[0].evidence["period_days"] - 21) <= 1
     assert alerts[0].observed_at >= (T0 + timedelta(days=32)).isoformat().replace("+00:00", "Z")
+
+
+def test_ivig_given_at_the_nadirs_does_not_explain_the_cycle_away():
+    """IVIG every 21 days at the nadir (a treatment: counts rise after each infusion) is not the
+    post-IVIG pattern (counts falling after infusions): the cycle stays reported, not withdrawn."""
+    from neutrowatch.domain.events import Coding, Dose, MedicationAdministration
+    counts = daily(lambda d: 1700 - 1300 * math.cos(2 * math.pi * d / 21), 84)
+    infusions = [MedicationAdministration(f"a{d}", f"ev-a{d}", "p1", None, Coding("ivig"), "ivig",
+                                          T0 + timedelta(days=d, hours=1), "completed", Source("canonical"),
+                                          dose=Dose(1000, "mg/kg", mg_per_kg=1000))
+                 for d in (0, 21, 42, 63, 84)]
+    events = sorted(counts + infusions, key=lambda e: getattr(e, "collected_at", None) or e.started_at)
+    alerts = run(events)
+    assert [a.kind for a in alerts].count("cyclic_neutropenia_suspected") == 1
+    assert not [a for a in alerts if a.kind in ("alert_retracted", "post_ivig_neutropenia_pattern")]

@@ -245,7 +245,7 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
 
 
 def _locked(period: float, cs: list, config: DetectionConfig) -> bool:
-    gap = ivig.locked_period_days(cs)
+    gap = ivig.locked_period_days(cs, config)
     return gap is not None and abs(gap - period) <= config.cyclic_lock_tolerance * period
 
 

@@ -132,9 +132,12 @@ def baseline_missing(cs: list[Course], anc_times: list[int], config: DetectionCo
     return out
 
 
-def locked_period_days(cs: list[Course]) -> float | None:
-    """The median interval between IVIG courses, when there are at least two intervals."""
+def locked_period_days(cs: list[Course], config: DetectionConfig) -> float | None:
+    """The median interval between IVIG courses, when there are at least two intervals and the
+    counts fall after the infusions (dips in ``ivig_min_share`` of the evaluable courses): infusions
+    given at the nadirs, with counts rising after them, do not explain an oscillation."""
     gaps = sorted(c.interval_days for c in cs if c.interval_days)
-    if len(gaps) < 2:
+    evaluable = [c for c in cs if c.evaluable]
+    if len(gaps) < 2 or not evaluable or sum(c.dip for c in evaluable) < config.ivig_min_share * len(evaluable):
         return None
     return gaps[len(gaps) // 2]
