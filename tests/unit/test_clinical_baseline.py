@@ -162,3 +162,10 @@ def test_fever_after_a_fall_is_febrile_neutropenia():
     events = weekly([480, 480, 200]) + [temp(14.5, 38.6)]
     kinds = critical(alerts_of(events, THRESHOLD_450))
     assert kinds == ["severe_neutropenia", "febrile_neutropenia"]
+
+
+def test_the_page_names_the_patients_own_severe_limit():
+    alerts = alerts_of(weekly([480, 470, 200]), {"normal_threshold": 450})
+    severe = [a for a in alerts if a.kind == "severe_neutropenia"]
+    assert len(severe) == 1 and "(< 450/uL)" in severe[0].summary
+    assert severe[0].evidence["threshold_below"] == 450

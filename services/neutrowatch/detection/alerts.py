@@ -141,7 +141,7 @@ def _grade(f: Finding, anc, adms):
 
 def _onset(f: Finding, anc, adms):
     c, lim = f.ctx, f.ctx["limits"]
-    below = lim.agranulocytosis if f.kind == "agranulocytosis" else 500
+    below = lim.agranulocytosis if f.kind == "agranulocytosis" else lim.severe
     word = "Agranulocytosis" if f.kind == "agranulocytosis" else "Severe neutropenia"
     ref = _at(anc, c.get("rapid_from"))
     tail = f", down from {_cnt(ref.v)} within 72 h" if ref else ""
