@@ -1,13 +1,32 @@
 """Merging one event into the normalised history, and keeping the history bounded.
 
-Versions of one result (same observation_id) are ordered by (status rank P < F < C < X/D,
-reported_at, value); the greatest wins whatever the arrival order, so the history is a function
-of the set of events. X/D leave a tombstone. Administrations likewise by status
+Versions of one result (same observation_id) are ordered by status rank (P < F < C < X/D), then
+reported_at (OBR-22 / FHIR ``issued``; a version that has it beats one that has not), then
+ingested_at (when ingest received the version and put it on Kafka; a version that has it beats
+one that has not), then the more alarming value (``_alarm``); the greatest version is kept.
+So when status and reported_at cannot tell two versions apart, the one received later replaces
+the earlier one (a lab sends a second correction because the first was wrong; clinical-reference.md,
+"Result status"). A preliminary never replaces a final; X/D always win and leave a tombstone.
+
+The order depends only on the versions themselves, not on when the engine sees them: the history
+is a function of the set of records received, ingest stamps included, and a redelivered record
+(same event, same stamp) changes nothing. When neither version carries an ingest stamp (records
+from before ingest kept them, or a producer that does not stamp, such as offline analysis of
+files) nothing says which came later, and the tie goes the safe way, to the more alarming value
+(the lower count, the higher temperature).
+
+``Obs.rep`` carries both times, packed into one integer so the stored state keeps its shape: the
+reported-at epoch seconds alone (0 when unknown) without an ingest stamp, the only form stored
+before stamps were kept; with one, ``reported * _PACK + ingested-at epoch microseconds``
+(``rep_of``, ``_stamps``).
+
+Administrations are ordered likewise by status
 (in-progress < completed/stopped < not-done/entered-in-error)."""
 from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from neutrowatch.detection.config import DetectionConfig
 from neutrowatch.detection.findings import Adm, Obs
@@ -37,7 +56,36 @@ def epoch(dt) -> int:
 def lab_obs(ev: LabResult) -> Obs:
     value = None if ev.status in ("X", "D") else ev.value
     return Obs(epoch(ev.collected_at), None if value is None else float(value), ev.observation_id,
-               ev.status, epoch(ev.reported_at) if ev.reported_at else 0)
+               ev.status, rep_of(ev.reported_at, ev.ingested_at))
+
+
+# Obs.rep with an ingest stamp: reported-at seconds * _PACK + ingested-at microseconds (the
+# microseconds stay below _PACK until the year 2286). Without one it is the reported-at seconds
+# alone (the only form before ingest stamps were kept): |rep| < _LEGACY, while a packed rep is
+# at least the ingested-at microseconds (>= _LEGACY for any time after 1970-01-12).
+_PACK = 10 ** 16
+_LEGACY = 10 ** 12
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+
+
+def rep_of(reported: datetime | None, ingested: datetime | None) -> int:
+    rep = epoch(reported) if reported else 0
+    if ingested is None:
+        return rep
+    if ingested.tzinfo is None:  # the schema asks for an offset; read a bare time as UTC
+        ingested = ingested.replace(tzinfo=timezone.utc)
+    micros = (ingested - _EPOCH) // _US
+    if not _LEGACY <= micros < _PACK:  # not a plausible ingest time: as if unstamped
+        return rep
+    return rep * _PACK + micros
+
+
+def _stamps(rep: int) -> tuple[int, int]:
+    """(reported-at epoch seconds, ingested-at epoch microseconds), 0 where unknown."""
+    if -_LEGACY < rep < _LEGACY:
+        return rep, 0
+    return divmod(rep, _PACK)
 
 
 def adm_row(ev: MedicationAdministration) -> Adm:
@@ -51,8 +99,24 @@ def _order(r) -> tuple:
     return (r[0], r.oid if isinstance(r, Obs) else r.aid)
 
 
+# Values up to this are read as temperatures (25-46 degC) when nothing else tells two versions apart
+_TEMP_MAX = 46.0
+
+
+def _alarm(v: float | None) -> float:
+    """The last resort between two versions (equal rank, reported_at and ingest stamp, or no stamp
+    at all): the more alarming value wins, the lower count or the higher temperature. The merge
+    does not know the analyte; a value up to _TEMP_MAX is read as a temperature, which for a count
+    orders it above every higher count (the lower wins still) and only among counts <= 46, all
+    agranulocytosis alike, the other way."""
+    if v is None:
+        return 0.0
+    return v if v <= _TEMP_MAX else -v
+
+
 def _obs_key(o: Obs) -> tuple:
-    return (STATUS_RANK.get(o.st, 0), o.rep, -1.0 if o.v is None else o.v, o.t)
+    reported, ingested = _stamps(o.rep)
+    return (STATUS_RANK.get(o.st, 0), reported, ingested, _alarm(o.v), o.t)
 
 
 def _adm_key(a: Adm) -> tuple:

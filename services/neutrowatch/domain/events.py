@@ -6,7 +6,7 @@ schemas/*.v1.schema.json describe; the schemas are checked at the serializer edg
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -82,6 +82,9 @@ class LabResult:
     reported_at: datetime | None = None
     location: Location | None = None
     birth_date: str | None = None  # YYYY-MM-DD, for age-aware grade profiles
+    # when ingest handed the record to Kafka (the record's optional ``ingested_at``): which of two
+    # versions of equal status and reported_at was received later; not part of the identity
+    ingested_at: datetime | None = field(default=None, compare=False)
 
     @property
     def patient_key(self) -> str:
@@ -89,7 +92,7 @@ class LabResult:
 
     def to_record(self) -> dict[str, Any]:
         return _record(self, "lab-result", collected_at=_iso(self.collected_at),
-                       reported_at=_iso(self.reported_at))
+                       reported_at=_iso(self.reported_at), ingested_at=_iso(self.ingested_at))
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> "LabResult":
@@ -113,6 +116,7 @@ class LabResult:
             reported_at=_dt(rec["reported_at"]) if rec.get("reported_at") else None,
             location=Location(**rec["location"]) if rec.get("location") else None,
             birth_date=rec.get("birth_date"),
+            ingested_at=_dt(rec["ingested_at"]) if rec.get("ingested_at") else None,
         )
 
 
