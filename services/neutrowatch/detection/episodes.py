@@ -1,12 +1,23 @@
 """The causal fold over the ANC series: grades, episodes (neutropenia, severe, agranulocytosis),
 recovery, chronicity and rapid decline.
 
-An episode below a limit begins at the first result under it and ends only when
+An episode below a limit begins at the first result under it and ends when
 ``config.confirmations`` consecutive results are back at or above it (one normal value inside an
-episode does not end it, so an ongoing episode never re-alerts). The fold is causal: a finding at a
-result depends only on results collected up to it (confirmation flags aside), so appending later
-results never changes earlier conclusions. The fold state (``Carry``) is what summarises results
-dropped from the bounded history.
+episode does not end it, so an ongoing episode, or counts flapping around a limit, never re-alert).
+It also ends when a result back at or above the limit is followed by a long silence: when a result
+below the limit arrives, the previous result was at or above it and the episode's last result
+below it was collected more than ``config.episode_gap_days`` earlier, the episode is over (ended at
+the first result back above it, as a confirmed recovery would be) and the new result opens a new
+episode, which alerts like any new one. (Otherwise one normal count followed by months without a
+count would keep the episode open for ever: the new low count would not alert, and the episode
+would turn "chronic" across the recovery.) Such an ending is only known when the next low result
+arrives, weeks later: it gets no ``recovery`` finding (that would be an alert about an old result,
+sent together with the new episode's); the grade machine takes the improvement the results back
+above showed as settled, so the new episode's grade change reads as after a recovery.
+
+The fold is causal: a finding at a result depends only on results collected up to it
+(confirmation flags aside), so appending later results never changes earlier conclusions. The fold
+state (``Carry``) is what summarises results dropped from the bounded history.
 """
 from __future__ import annotations
 
@@ -22,26 +33,41 @@ DAY = 86400
 
 @dataclass(slots=True)
 class Track:
-    """Hysteresis episode below one limit: open, start (t, oid, value), nadir, run of results above."""
+    """Hysteresis episode below one limit: open, start (t, oid, value), nadir, run of results
+    above, chronic; ``last``: collection time of the episode's last result below the limit, and
+    ``back``: (t, oid, v) of the first result back at or above it since then (() while the last
+    result is below): what the episode-gap rule needs (see the module docstring).
+
+    Stored states written before ``last`` and ``back`` existed (5 items) load with ``last`` = the
+    nadir's time (the latest result below the limit such a state names, so the gap rule errs
+    towards keeping the episode) and ``back`` unknown."""
 
     open: bool = False
     start: tuple = ()  # (t, oid, v)
     nadir: tuple = ()  # (t, oid, v)
     above: int = 0
     chronic: bool = False
+    last: int = 0  # t of the last result below the limit
+    back: tuple = ()  # (t, oid, v) of the first result back at/above the limit after ``last``
 
     def to_list(self) -> list:
-        return [int(self.open), list(self.start), list(self.nadir), self.above, int(self.chronic)]
+        return [int(self.open), list(self.start), list(self.nadir), self.above, int(self.chronic),
+                self.last, list(self.back)]
 
     @classmethod
     def from_list(cls, data: list) -> "Track":
-        return cls(bool(data[0]), tuple(data[1]), tuple(data[2]), data[3], bool(data[4]))
+        if len(data) > 5:
+            return cls(bool(data[0]), tuple(data[1]), tuple(data[2]), data[3], bool(data[4]),
+                       data[5], tuple(data[6]))
+        nadir, start = tuple(data[2]), tuple(data[1])
+        last = nadir[0] if nadir else (start[0] if start else 0)
+        return cls(bool(data[0]), start, nadir, data[3], bool(data[4]), last, ())
 
     def copy(self) -> "Track":
-        return Track(self.open, self.start, self.nadir, self.above, self.chronic)
+        return Track(self.open, self.start, self.nadir, self.above, self.chronic, self.last, self.back)
 
     def to_tuple(self) -> tuple:
-        return (self.open, self.start, self.nadir, self.above, self.chronic)
+        return (self.open, self.start, self.nadir, self.above, self.chronic, self.last, self.back)
 
 
 @dataclass(slots=True)
@@ -86,7 +112,9 @@ class Episode:
 
     start: tuple  # (t, oid, v)
     onset_known: bool  # a normal count preceded it
-    end: tuple | None = None  # (t, oid, v) of the result that confirmed recovery
+    end: tuple | None = None  # (t, oid, v): the result that confirmed recovery; for an episode
+    # ended by the gap rule, the first result back at or above the limit (None if a state stored
+    # before that was recorded does not know it)
     nadir: tuple = ()
 
 
@@ -212,6 +240,7 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
     rapid_below = config.rapid_decline_below
     rapid_fraction = config.rapid_decline_fraction
     chronic_s = config.chronic_days * DAY
+    gap_s = config.episode_gap_days * DAY
     agran, severe, n = c.agran, c.severe, c.neutropenia
     last_lim = None
     for i in range(start, len(entries)):
@@ -236,11 +265,16 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
         grades.append(g)
         here: list[Finding] = []
         # --- episodes
-        agran_on = _track(agran, e, v, v < l_agran, confirmations)
-        severe_on = _track(severe, e, v, v < severe_below, confirmations)
-        was_open = n.open
-        recovered = _track(n, e, v, v < l_normal, confirmations) == "end"
-        if n.open and not was_open:
+        agran_on = _track(agran, e, v, v < l_agran, confirmations, gap_s)
+        severe_on = _track(severe, e, v, v < severe_below, confirmations, gap_s)
+        was_open, back = n.open, n.back
+        n_on = _track(n, e, v, v < l_normal, confirmations, gap_s)
+        recovered = n_on == "end"
+        if n_on == "restart":  # the gap rule ended the episode at its first result back above
+            if episodes:
+                episodes[-1].end = back or None
+            episodes.append(Episode(n.start, c.seen_normal, None, n.nadir))
+        elif n.open and not was_open:
             episodes.append(Episode(n.start, c.seen_normal, None, n.nadir))
         elif n.open and episodes:
             episodes[-1].nadir = n.nadir
@@ -269,9 +303,13 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
         rapid = ref is not None and not rapid_prev
         rapid_prev = ref is not None
         # --- grade machine
+        if c.pending and RESTART in (agran_on, severe_on, n_on):
+            # an episode ended by the gap: the improvement the results back above it showed is
+            # settled (as two of them would have), so the new episode's grade reads from there
+            c.grade, c.pending = c.pending_grade, 0
         change = _grade_step(c, g)
-        onset = "agranulocytosis" if agran_on == "start" else (
-            "severe_neutropenia" if severe_on == "start" else None)
+        onset = "agranulocytosis" if agran_on in STARTS else (
+            "severe_neutropenia" if severe_on in STARTS else None)
         if onset:
             here.append(Finding(onset, e.oid, et, v, "critical",
                                 {"index": i, "limits": lim, "from": change[0] if change else None,
@@ -291,19 +329,33 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
     return rapid_prev
 
 
-def _track(tr: Track, e: Obs, v: float, below: bool, confirmations: int) -> str | None:
+RESTART = "restart"
+STARTS = ("start", RESTART)
+
+
+def _track(tr: Track, e: Obs, v: float, below: bool, confirmations: int, gap_s: float) -> str | None:
+    """One result through one episode track: "start" (a new episode), "end" (recovery confirmed
+    by ``confirmations`` results back at or above the limit), "restart" (this result is below the
+    limit, the previous one was back at or above it and the episode's last result below it is more
+    than ``gap_s`` seconds older: the episode ended at its first result back above, ``back``, and
+    this result opens a new one) or None."""
+    et = e.t
     if below:
-        tr.above = 0
-        if not tr.open:
-            tr.open, tr.start, tr.nadir, tr.chronic = True, (e.t, e.oid, v), (e.t, e.oid, v), False
-            return "start"
+        if not tr.open or (tr.above and et - tr.last > gap_s):
+            how = RESTART if tr.open else "start"
+            tr.open, tr.start, tr.nadir, tr.chronic = True, (et, e.oid, v), (et, e.oid, v), False
+            tr.above, tr.last, tr.back = 0, et, ()
+            return how
+        tr.above, tr.last, tr.back = 0, et, ()
         if v < tr.nadir[2]:
-            tr.nadir = (e.t, e.oid, v)
+            tr.nadir = (et, e.oid, v)
         return None
     if tr.open:
+        if not tr.above:
+            tr.back = (et, e.oid, v)
         tr.above += 1
         if tr.above >= confirmations:
-            tr.open, tr.above = False, 0
+            tr.open, tr.above, tr.back = False, 0, ()
             return "end"
     return None
 
