@@ -98,13 +98,21 @@ def test_a_new_mild_episode_after_a_normal_count_and_months_alerts_as_a_grade_ch
     no_false_chronic_claim(alerts)
 
 
-def test_daily_counts_flapping_around_500_alert_once_and_a_low_count_after_weeks_of_silence_again():
+def test_counts_flapping_around_500_are_one_episode_until_normal_or_months_of_silence():
+    # never back to normal: the same severe neutropenia, even after weeks without a count (an
+    # infant's autoimmune neutropenia counted monthly is not a page a month) ...
     flapping = [(d, 490 if d % 2 == 0 else 510) for d in range(20)]  # 490, 510, ..., 510 on day 19
-    alerts, _ = run(series(flapping + [(40, 490)]))  # 3 weeks of silence, then 490
+    alerts, _ = run(series(flapping + [(40, 490)]))
+    assert [a.observed_at for a in of_kind(alerts, "severe_neutropenia")] == [at(0)]
+    # ... until a count back above 500 and more than chronic_days (90) without a severe count
+    alerts, _ = run(series(flapping + [(40, 490), (60, 510), (160, 480)]))
     severe = of_kind(alerts, "severe_neutropenia")
-    assert [a.observed_at for a in severe] == [at(0), at(40)]
+    assert [a.observed_at for a in severe] == [at(0), at(160)]
     assert all(a.severity == "critical" for a in severe)
     assert of_kind(alerts, "recovery") == [] and of_kind(alerts, "alert_retracted") == []
+    # a normal count in between: 14 days of silence are enough
+    alerts, _ = run(series(flapping + [(20, 1800), (40, 490)]))
+    assert [a.observed_at for a in of_kind(alerts, "severe_neutropenia")] == [at(0), at(40)]
 
 
 def test_a_gap_of_at_most_14_days_is_not_a_new_episode_and_a_longer_one_is():

@@ -241,6 +241,10 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
     rapid_fraction = config.rapid_decline_fraction
     chronic_s = config.chronic_days * DAY
     gap_s = config.episode_gap_days * DAY
+    # a severe (agranulocytosis) episode whose count came back above 500 (100) but not to normal
+    # ends by silence only after chronic_days: a chronically neutropenic patient counted monthly
+    # (an infant's autoimmune neutropenia: 300, 510, 300, ...) is one episode, not a page a month
+    still_low_gap_s = max(gap_s, config.chronic_days * DAY)
     agran, severe, n = c.agran, c.severe, c.neutropenia
     last_lim = None
     for i in range(start, len(entries)):
@@ -265,8 +269,9 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
         grades.append(g)
         here: list[Finding] = []
         # --- episodes
-        agran_on = _track(agran, e, v, v < l_agran, confirmations, gap_s)
-        severe_on = _track(severe, e, v, v < severe_below, confirmations, gap_s)
+        deep_gap = gap_s if n.above else still_low_gap_s  # n.above: the previous result was normal
+        agran_on = _track(agran, e, v, v < l_agran, confirmations, deep_gap)
+        severe_on = _track(severe, e, v, v < severe_below, confirmations, deep_gap)
         was_open, back = n.open, n.back
         n_on = _track(n, e, v, v < l_normal, confirmations, gap_s)
         recovered = n_on == "end"
