@@ -3,7 +3,7 @@
 Versions of one result (same observation_id) are ordered by status rank (P < F < C < X/D), then
 reported_at (OBR-22 / FHIR ``issued``; a version that has it beats one that has not), then
 ingested_at (when ingest received the version and put it on Kafka; a version that has it beats
-one that has not), then the more alarming value (``_alarm``); the greatest version is kept.
+one that has not), then the more alarming value; the greatest version is kept.
 So when status and reported_at cannot tell two versions apart, the one received later replaces
 the earlier one (a lab sends a second correction because the first was wrong; clinical-reference.md,
 "Result status"). A preliminary never replaces a final; X/D always win and leave a tombstone.
@@ -99,31 +99,19 @@ def _order(r) -> tuple:
     return (r[0], r.oid if isinstance(r, Obs) else r.aid)
 
 
-# Values up to this are read as temperatures (25-46 degC) when nothing else tells two versions apart
-_TEMP_MAX = 46.0
-
-
-def _alarm(v: float | None) -> float:
-    """The last resort between two versions (equal rank, reported_at and ingest stamp, or no stamp
-    at all): the more alarming value wins, the lower count or the higher temperature. The merge
-    does not know the analyte; a value up to _TEMP_MAX is read as a temperature, which for a count
-    orders it above every higher count (the lower wins still) and only among counts <= 46, all
-    agranulocytosis alike, the other way."""
-    if v is None:
-        return 0.0
-    return v if v <= _TEMP_MAX else -v
-
-
-def _obs_key(o: Obs) -> tuple:
+def _obs_key(o: Obs, low_alarms: bool) -> tuple:
+    """Version order; the last resort between versions of equal rank and stamps is the more
+    alarming value: the lower count (``low_alarms``), the higher temperature."""
     reported, ingested = _stamps(o.rep)
-    return (STATUS_RANK.get(o.st, 0), reported, ingested, _alarm(o.v), o.t)
+    alarm = 0.0 if o.v is None else (-o.v if low_alarms else o.v)
+    return (STATUS_RANK.get(o.st, 0), reported, ingested, alarm, o.t)
 
 
 def _adm_key(a: Adm) -> tuple:
     return (_ADM_RANK[a.st], a.rep, a.end or 0, a.mgkg or 0.0, a.t)
 
 
-def merge_obs(rows: tuple[Obs, ...], new: Obs) -> tuple[tuple[Obs, ...], int | None]:
+def merge_obs(rows: tuple[Obs, ...], new: Obs, low_alarms: bool = True) -> tuple[tuple[Obs, ...], int | None]:
     """Returns the new rows and the earliest time affected (None: nothing changed)."""
     old = None
     oid = new.oid
@@ -132,7 +120,7 @@ def merge_obs(rows: tuple[Obs, ...], new: Obs) -> tuple[tuple[Obs, ...], int | N
             old = r
             break
     if old is not None:
-        if _obs_key(new) <= _obs_key(old):
+        if _obs_key(new, low_alarms) <= _obs_key(old, low_alarms):
             return rows, None
         out = [r for r in rows if r is not old]
         if old.v == new.v and old.t == new.t:  # same value, newer status: no conclusion moves
