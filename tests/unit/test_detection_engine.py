@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -211,3 +212,20 @@ def test_a_periodicity_explained_by_ivig_infusions_is_withdrawn_saying_so():
     assert retracted[0].evidence["cause"] == "explained_by_ivig"
     assert "follows the IVIG infusions" in retracted[0].summary
     assert kinds(alerts)[-1] == "post_ivig_neutropenia_pattern"
+
+
+def test_a_post_ivig_pattern_decided_as_the_bound_cuts_is_dated_when_it_was_decided():
+    # The count that completes the pattern (3 dips in 5 courses) arrives as the bound drops the
+    # counts of an earlier course without a dip; on the cut history the pattern looked decided a
+    # month earlier. It is sent dated at the count that decided it, not as news about February.
+    from neutrowatch.domain.events import event_from_record
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "engine" / "ivig_pattern_past_bound.ndjson"
+    events = [event_from_record(json.loads(line)) for line in path.read_text().splitlines()]
+    state = PatientState.empty()
+    for ev in events:
+        state, alerts = step(state, ev)
+        for a in alerts:
+            if a.kind == "post_ivig_neutropenia_pattern":
+                assert a.observed_at == ev.collected_at.isoformat().replace("+00:00", "Z")
+                return
+    raise AssertionError("no post-IVIG pattern alert")

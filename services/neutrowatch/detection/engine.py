@@ -97,7 +97,7 @@ def _merge(state: PatientState, ev: Event, config: DetectionConfig
             state = state.evolve(cyclic=cyclic.CyclicCache.from_list(state.cyclic)
                                  .invalidate_from(t).to_list())
         return state, None if t is None else Change("anc", t, cause_of(ev))
-    rows, t = merge_obs(state.temps, new)
+    rows, t = merge_obs(state.temps, new, low_alarms=False)
     if rows is state.temps:
         return state, None
     return state.evolve(temps=rows), None if t is None else Change("temp", t, cause_of(ev))
@@ -273,8 +273,11 @@ def unsent_ids(state: PatientState) -> set[str]:
 # ---------------------------------------------------------------------------- diff
 
 # third element of an emitted entry settled by the bound: (kind, t, KEPT) was sent and its evidence
-# has left the history; (kind, t, UNSENT) held only on the cut history and was never sent
-KEPT, UNSENT = "kept", "unsent"
+# has left the history; (kind, t, UNSENT) held only on the cut history and was never sent;
+# (kind, t, AS, sent_id): holds in place of the alert sent as sent_id (see _moved_earlier)
+KEPT, UNSENT, AS = "kept", "unsent", "as"
+# alerts about an episode as a whole: a late result moving its start earlier does not make it new
+EPISODE_ONSETS = ("severe_neutropenia", "agranulocytosis")
 
 
 def _holding(state: PatientState, findings: list[Finding]) -> dict[str, Finding]:
@@ -295,15 +298,22 @@ def _settle(state: PatientState, current: dict[str, Finding], merged: PatientSta
     that no longer holds on what is kept but held before lost its evidence, not its basis; an
     alert that holds only on what is kept (its predecessor count was dropped) is an artefact of
     the cut. Both are settled, kept on record and never withdrawn: the first as KEPT, the second
-    as UNSENT (never sent)."""
+    as UNSENT (never sent). A pattern that holds on both but was decided later on the history
+    before the cut is sent as decided there."""
     emitted = state.emitted
-    lost = [aid for aid, e in emitted.items() if aid not in current and len(e) == 2]
+    lost = [aid for aid, e in emitted.items() if aid not in current and _standing(e)]
     fresh = [aid for aid in current if aid not in emitted]
     if not lost and not fresh:
         return state
     uncut, _ = evaluate(_with_search_of(state, merged, config), config)
-    held = {alert_id(merged.patient_key, f.kind, f.anchor) for f in uncut}
-    settled = {aid: (*emitted[aid], KEPT) for aid in lost if aid in held}
+    held = {alert_id(merged.patient_key, f.kind, f.anchor): f for f in uncut}
+    for aid in fresh:
+        f = held.get(aid)
+        if f is not None and f.kind == "post_ivig_neutropenia_pattern" and f.t > current[aid].t:
+            # decided now on the history before the cut, which only made it look older (a course
+            # that weighed against the pattern lost its counts); its finding carries its evidence
+            current[aid] = f
+    settled = {aid: (*emitted[aid][:2], KEPT) for aid in lost if aid in held}
     settled.update((aid, (current[aid].kind, current[aid].t, UNSENT)) for aid in fresh if aid not in held)
     return state.evolve(emitted={**emitted, **settled}) if settled else state
 
@@ -323,21 +333,24 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
           ) -> tuple[PatientState, list[Alert]]:
     key = state.patient_key
     emitted = state.emitted
-    gone = [aid for aid, e in emitted.items() if aid not in current and len(e) == 2]
+    gone = [aid for aid, e in emitted.items() if aid not in current and _standing(e)]
     new = [(aid, f) for aid, f in current.items() if aid not in emitted]
     if not gone and not new:
         return state, []
     emitted = dict(emitted)
+    if gone and new:
+        gone, new = _moved_earlier(gone, new, emitted, change)
     out: list[Alert] = []
     for aid in sorted(gone, key=lambda i: (emitted[i][1], i)):
-        kind, t = emitted.pop(aid)[:2]
+        entry = emitted.pop(aid)
+        kind, t = entry[:2]
         cause = change.cause if change.cause != "new_result" else (
             "late_result" if change.t <= t else "re-evaluation")
         if kind == "cyclic_neutropenia_suspected" and cause in ("re-evaluation", "administration"):
             # a periodicity once found stays found: only the IVIG rules set it aside
             cause = "explained_by_ivig"
-        out.append(retraction(aid, kind, t, cause, event.event_id, key, state.patient_id,
-                              state.assigning_authority))
+        out.append(retraction(entry[3] if entry[2:3] == (AS,) else aid, kind, t, cause, event.event_id,
+                              key, state.patient_id, state.assigning_authority))
     if new:
         live = [o for o in state.anc if o.v is not None]
         adms = list(state.adms)
@@ -345,3 +358,39 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
             out.append(render(f, key, state.patient_id, state.assigning_authority, live, adms))
             emitted[aid] = (f.kind, f.t)
     return state.evolve(emitted=emitted), out
+
+
+def _standing(entry: tuple) -> bool:
+    """An emitted entry whose alert was sent and can still be withdrawn."""
+    return len(entry) == 2 or entry[2] == AS
+
+
+def _moved_earlier(gone: list[str], new: list[tuple[str, Finding]], emitted: dict[str, tuple],
+                   change: Change) -> tuple[list[str], list[tuple[str, Finding]]]:
+    """A late result collected before an episode's paging count (a severe 400 from the day before
+    the 300 that paged) moves the episode's start, and so its alert id, earlier: the episode is
+    the one already paged for, so the alert sent stays standing under the new id (no retraction
+    and no second page), and is withdrawn in its own name should the episode go. Should the late
+    result go again, the alert is back under the id it was sent as."""
+    for aid in [g for g in gone if emitted[g][2:3] == (AS,)]:
+        back = next(((nid, f) for nid, f in new if nid == emitted[aid][3]), None)
+        if back is not None:
+            emitted.pop(aid)
+            emitted[back[0]] = (back[1].kind, back[1].t)
+            gone = [g for g in gone if g != aid]
+            new = [n for n in new if n[0] != back[0]]
+    if change.cause != "new_result":
+        return gone, new
+    for aid in sorted(gone, key=lambda i: emitted[i][1]):
+        kind, t = emitted[aid][:2]
+        if kind not in EPISODE_ONSETS or change.t > t:
+            continue
+        match = next(((nid, f) for nid, f in new if f.kind == kind and f.t <= t), None)
+        if match is None:
+            continue
+        entry = emitted.pop(aid)
+        sent_id = entry[3] if entry[2:3] == (AS,) else aid
+        emitted[match[0]] = (kind, match[1].t, AS, sent_id)
+        gone = [g for g in gone if g != aid]
+        new = [n for n in new if n[0] != match[0]]
+    return gone, new
