@@ -22,7 +22,7 @@ from neutrowatch.detection.alerts import Alert, alert_id, render, retraction
 from neutrowatch.detection.config import DetectionConfig
 from neutrowatch.detection.episodes import Carry, fold, fold_resume
 from neutrowatch.detection.findings import Finding, Obs
-from neutrowatch.detection.grades import Limits, limits_for, with_severe_limit
+from neutrowatch.detection.grades import Limits, limits_for
 from neutrowatch.detection.history import (DAY, Change, adm_row, cause_of, lab_obs, merge_adm,
                                            merge_obs, relevant_drug)
 from neutrowatch.detection.state import PatientState
@@ -122,8 +122,7 @@ def _compact(state: PatientState, config: DetectionConfig) -> PatientState:
         live = [o for o in dropped if o.v is not None]
         if live:
             limits_at = _limits_fn(state, config)
-            rules = with_severe_limit(config, limits_at(anc[-1].t))  # as in evaluate
-            carry = fold(live, limits_at, Carry.from_list(carry), rules, emit=False).carry.to_list()
+            carry = fold(live, limits_at, Carry.from_list(carry), config, emit=False).carry.to_list()
         horizon = max(horizon or 0, dropped[-1].t)
         anc = anc[cut:]
     newest_lab = max([x[-1].t for x in (anc, temps) if x], default=0)
@@ -194,21 +193,18 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
     times = [o.t for o in live]
     adms = [a for a in state.adms if a.st != "x"]
     limits_at = _limits_fn(state, config)
-    # the fold's severe episode reads config.severe_below: give it this patient's severe limit
-    # (Limits.severe, at the newest result's age); ``rules`` never derives limits
-    rules = with_severe_limit(config, limits_at(anc[-1].t)) if anc else config
     if len(live) >= RESUME_MIN_ENTRIES:
         memo = state.memo
         prev = None
-        if (memo is not None and memo[0] is rules and memo[1] == state.patient_key
+        if (memo is not None and memo[0] is config and memo[1] == state.patient_key
                 and memo[2] == state.birth_date and memo[3] == state.carry):
             prev = memo[4]
-        res, checkpoint = fold_resume(live, limits_at, state.carry, rules, prev)
-        memo = (rules, state.patient_key, state.birth_date, state.carry, checkpoint)
+        res, checkpoint = fold_resume(live, limits_at, state.carry, config, prev)
+        memo = (config, state.patient_key, state.birth_date, state.carry, checkpoint)
         findings = res.findings
         recoveries = [findings[j] for j in checkpoint.recoveries]
     else:  # a short history: folding it again is cheaper than keeping a checkpoint alive
-        res = fold(live, limits_at, Carry.from_list(state.carry), rules)
+        res = fold(live, limits_at, Carry.from_list(state.carry), config)
         memo = None
         findings = res.findings
         recoveries = [f for f in findings if f.kind == "recovery"]

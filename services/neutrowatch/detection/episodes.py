@@ -236,7 +236,6 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
     the last entry was in a rapid decline (the next one's ``rapid_prev``)."""
     window = config.rapid_decline_hours * 3600
     confirmations = config.confirmations
-    severe_below = config.severe_below
     rapid_below = config.rapid_decline_below
     rapid_fraction = config.rapid_decline_fraction
     chronic_s = config.chronic_days * DAY
@@ -255,6 +254,7 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
         if lim is not last_lim:
             last_lim = lim
             l_normal, l_mild, l_moderate, l_agran = lim.normal, lim.mild, lim.moderate, lim.agranulocytosis
+            l_severe = lim.severe
         # lim.grade(v), inlined
         if v >= l_normal:
             g = "normal"
@@ -271,7 +271,7 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
         # --- episodes
         deep_gap = gap_s if n.above else still_low_gap_s  # n.above: the previous result was normal
         agran_on = _track(agran, e, v, v < l_agran, confirmations, deep_gap)
-        severe_on = _track(severe, e, v, v < severe_below, confirmations, deep_gap)
+        severe_on = _track(severe, e, v, v < l_severe, confirmations, deep_gap)
         was_open, back = n.open, n.back
         n_on = _track(n, e, v, v < l_normal, confirmations, gap_s)
         recovered = n_on == "end"

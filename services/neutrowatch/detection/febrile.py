@@ -5,7 +5,7 @@ readings >= 38.0 at least an hour apart with none below in between), while the A
 The ANC at a fever is the patient's latest count collected before it, if at most 72 h old (a newer
 normal count supersedes an older low one; an agranulocytosis a day and a half old with no count
 since is still the patient's count), or a count collected in the 24 h after it (the CBC drawn for
-the fever). Limits are the patient's own (``Limits.moderate`` is the severe limit). Fevers less
+the fever). Limits are the patient's own (``Limits.severe``, ``Limits.mild``). Fevers less
 than 72 h apart form one episode (one alert), anchored on its first qualifying fever. All figures
 are settings (DetectionConfig.febrile_*)."""
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _anc_at_fever(t: int, anc: list[Obs], times: list[int], limits_at: Callable[
         lim = limits_at(a.t)
         v = float(a.v)  # type: ignore[arg-type]
         before = _falling_from(k, anc, config)
-        if not (v < min(config.severe_below, lim.moderate)
+        if not (v < lim.severe
                 or (before is not None and v < min(config.febrile_falling_below, lim.mild))):
             continue
         key = (abs(a.t - t), v)

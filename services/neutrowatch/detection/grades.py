@@ -1,7 +1,7 @@
 """Severity grades: which band an ANC falls in, for this patient, at this age."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 
 from neutrowatch.detection.config import DetectionConfig
@@ -63,21 +63,6 @@ def limits_for(config: DetectionConfig, patient_key: str, birth_date: str | None
         basis = "baseline_override"
     return Limits(profile.name, normal, min(mild, normal), min(profile.moderate, normal),
                   profile.agranulocytosis, basis, min(config.severe_below, normal))
-
-
-def with_severe_limit(config: DetectionConfig, limits: Limits) -> DetectionConfig:
-    """``config`` with ``severe_below`` set to this patient's severe limit (``limits.severe``),
-    for the rules that read ``config.severe_below`` (the severe episode in episodes.py, febrile
-    neutropenia's "ANC < 500"). ``config`` itself when they agree (every patient without an
-    override under the default profiles); otherwise one cached copy per limit, so that callers
-    comparing configs by identity (the engine's fold checkpoint) keep working."""
-    if limits.severe == config.severe_below:
-        return config
-    key = ("severe_below", limits.severe)
-    derived = config.cache.get(key)
-    if derived is None:
-        derived = config.cache[key] = replace(config, severe_below=limits.severe)
-    return derived
 
 
 def worse(a: str, b: str) -> str:
