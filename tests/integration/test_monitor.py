@@ -51,6 +51,16 @@ def topic_alerts(bootstrap: str, keys: set[str], expect: int | None, timeout: fl
     return read_records(bootstrap, ALERTS, lambda r: r["patient_key"] in keys, expect=expect, timeout=timeout)
 
 
+def assert_each_alert_once_on_topic(bootstrap: str, keys: set[str], expected: dict, timeout: float) -> None:
+    """Every expected alert is on the topic and none twice (read again after a pause, so that a
+    duplicate sent late would be seen too)."""
+    topic_alerts(bootstrap, keys, expect=len(expected), timeout=timeout)
+    time.sleep(1.5)
+    ids = [a["alert_id"] for a in topic_alerts(bootstrap, keys, expect=None, timeout=2)]
+    assert [i for i, n in collections.Counter(ids).items() if n > 1] == []
+    assert set(ids) == set(expected)
+
+
 def oru(control_id: str, patient: str, collected: str, anc_k: str) -> str:
     return "\r".join([
         f"MSH|^~\\&|LAB|TESTLAB|NW|NW|{collected}+0000||ORU^R01|{control_id}|P|2.5.1",
@@ -191,9 +201,7 @@ def test_two_workers_split_the_patients_and_produce_the_same_alerts(private_serv
         expected = reference_alerts(records)
         produce(kafka.bootstrap, records)
         keys = {r["patient_key"] for r in records}
-        got = topic_alerts(kafka.bootstrap, keys, expect=len(expected), timeout=30)
-        ids = [a["alert_id"] for a in got]
-        assert len(ids) == len(set(ids)) and set(ids) == set(expected)
+        assert_each_alert_once_on_topic(kafka.bootstrap, keys, expected, 30)
         assert all(consumed(p) > 0 for _, p in workers), "a worker took no partition"
     finally:
         for service, _ in workers:
@@ -217,10 +225,7 @@ def test_redis_restart_during_a_stream_loses_no_state_and_duplicates_no_alert(pr
         redis.start()
         produce(kafka.bootstrap, records[half + 40:])
         assert wait_for(lambda: worker_ready(port), 30)
-        got = topic_alerts(kafka.bootstrap, keys, expect=len(expected), timeout=30)
-        ids = [a["alert_id"] for a in got]
-        assert [i for i, n in collections.Counter(ids).items() if n > 1] == []
-        assert set(ids) == set(expected)
+        assert_each_alert_once_on_topic(kafka.bootstrap, keys, expected, 30)
     finally:
         service.stop()
 
@@ -264,12 +269,7 @@ def test_broker_unreachable_mid_stream_pauses_the_monitor_and_it_resumes_without
                 produce(bootstrap, records[half:])
                 assert wait_for(lambda: worker_ready(port) and consumed(port) >= len(records), 60), \
                     service.output()[-3000:]
-                got = topic_alerts(bootstrap, keys, expect=len(expected), timeout=60)
-                time.sleep(1.5)
-                got = topic_alerts(bootstrap, keys, expect=None, timeout=2)
-                ids = [a["alert_id"] for a in got]
-                assert [i for i, n in collections.Counter(ids).items() if n > 1] == []
-                assert set(ids) == set(expected)
+                assert_each_alert_once_on_topic(bootstrap, keys, expected, 60)
             finally:
                 service.stop()
 
