@@ -39,7 +39,7 @@ def step(state: PatientState, event: Event, config: DetectionConfig | None = Non
     findings, state = evaluate(state, config)
     current = _holding(state, findings)
     if state.anc is not merged.anc or state.temps is not merged.temps or state.adms is not merged.adms:
-        state = _settle(state, current, merged, config)  # the bound dropped rows
+        state, current = _settle(state, current, merged, config)  # the bound dropped rows
     return _diff(state, current, change, event)
 
 
@@ -289,7 +289,7 @@ def _holding(state: PatientState, findings: list[Finding]) -> dict[str, Finding]
 
 
 def _settle(state: PatientState, current: dict[str, Finding], merged: PatientState,
-            config: DetectionConfig) -> PatientState:
+            config: DetectionConfig) -> tuple[PatientState, dict[str, Finding]]:
     """The bound just dropped rows. Judged against the history before the cut: an emitted alert
     that no longer holds on what is kept but held before lost its evidence, not its basis; an
     alert that holds only on what is kept (its predecessor count was dropped) is an artefact of
@@ -300,9 +300,10 @@ def _settle(state: PatientState, current: dict[str, Finding], merged: PatientSta
     lost = [aid for aid, e in emitted.items() if aid not in current and _standing(e)]
     fresh = [aid for aid in current if aid not in emitted]
     if not lost and not fresh:
-        return state
+        return state, current
     uncut, _ = evaluate(_with_search_of(state, merged, config), config)
     held = {alert_id(merged.patient_key, f.kind, f.anchor): f for f in uncut}
+    current = dict(current)
     for aid in fresh:
         f = held.get(aid)
         if f is not None and f.kind == "post_ivig_neutropenia_pattern" and f.t > current[aid].t:
@@ -311,7 +312,7 @@ def _settle(state: PatientState, current: dict[str, Finding], merged: PatientSta
             current[aid] = f
     settled = {aid: (*emitted[aid][:2], KEPT) for aid in lost if aid in held}
     settled.update((aid, (current[aid].kind, current[aid].t, UNSENT)) for aid in fresh if aid not in held)
-    return state.evolve(emitted={**emitted, **settled}) if settled else state
+    return (state.evolve(emitted={**emitted, **settled}) if settled else state), current
 
 
 def _with_search_of(state: PatientState, merged: PatientState, config: DetectionConfig) -> PatientState:
