@@ -15,6 +15,10 @@ arrives, weeks later: it gets no ``recovery`` finding (that would be an alert ab
 sent together with the new episode's); the grade machine takes the improvement the results back
 above showed as settled, so the new episode's grade change reads as after a recovery.
 
+Chronic neutropenia is decided on a result below the normal limit collected more than
+``config.chronic_days`` after the episode's start (the neutropenia is still there), never on a
+normal count inside the episode.
+
 The fold is causal: a finding at a result depends only on results collected up to it
 (confirmation flags aside), so appending later results never changes earlier conclusions. The fold
 state (``Carry``) is what summarises results dropped from the bounded history.
@@ -289,7 +293,9 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
             here.append(Finding("recovery", n.start[1], et, v, "info",
                                 {"start": n.start, "nadir": n.nadir, "end_index": i,
                                  "limits": lim, "episode": len(episodes) - 1}))
-        if n.open and not n.chronic and et - n.start[0] > chronic_s:
+        # chronic: the neutropenia is still there after chronic_days, so only a count below the
+        # limit decides it (a normal count inside the episode shows no such thing)
+        if n.open and not n.chronic and v < l_normal and et - n.start[0] > chronic_s:
             n.chronic = True
             here.append(Finding("chronic_neutropenia", n.start[1], et, v, "warning",
                                 {"start": n.start, "nadir": n.nadir, "index": i, "limits": lim}))
