@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from neutrowatch.detection.config import DetectionConfig
 from neutrowatch.detection.findings import Adm, Finding, Obs
 from neutrowatch.domain.ids import stable_id
 
@@ -73,6 +74,7 @@ def adm(a: Adm, interval_days: float | None = None) -> dict[str, Any]:
         d["ended_at"] = iso(a.end)
     if a.mgkg is not None:
         d["dose_mg_per_kg"] = _num(a.mgkg)
+    d.update(_dose_mg(a.mg))
     if interval_days is not None:
         d["interval_days"] = interval_days
     return d
@@ -84,6 +86,20 @@ def _num(v: float | None) -> float | int | None:
     return int(v) if float(v).is_integer() else round(float(v), 2)
 
 
+def _dose_mg(mg: float | None) -> dict[str, Any]:
+    """The evidence field of a dose given as a mass (none for a dose per kg)."""
+    return {} if mg is None else {"dose_mg": _num(mg)}
+
+
+def _doses(per_kg: list[float | None], mass: list[float | None]) -> str:
+    """Doses for a text, as given: "600/1000 mg/kg", "70 g/90 g" (a mass from 1 g on in g), both
+    ("1000 mg/kg, 70 g"), or "" when none is known."""
+    kg = sorted({_num(d) for d in per_kg if d is not None})
+    mg = sorted({m for m in mass if m is not None})
+    return ", ".join(([f"{'/'.join(str(d) for d in kg)} mg/kg"] if kg else []) + (
+        ["/".join(f"{_num(m / 1000)} g" if m >= 1000 else f"{_num(m)} mg" for m in mg)] if mg else []))
+
+
 def _k(v: float | None) -> str:
     return "?" if v is None else f"{float(v) / 1000:.2g}".replace("e+03", "000") + " x10^3/uL"
 
@@ -92,9 +108,15 @@ def _cnt(v: float | None) -> str:
     return "?" if v is None else f"{_num(v)}/uL"
 
 
+_DEFAULT = DetectionConfig()
+
+
 def render(f: Finding, patient_key: str, patient_id: str, authority: str | None,
-           anc: list[Obs], adms: list[Adm], extra: dict[str, Any] | None = None) -> Alert:
-    summary, evidence = RENDER[f.kind](f, anc, adms)
+           anc: list[Obs], adms: list[Adm], extra: dict[str, Any] | None = None,
+           config: DetectionConfig | None = None) -> Alert:
+    """``config``: the settings the rules ran with (their figures in the texts); default settings
+    when not given."""
+    summary, evidence = RENDER[f.kind](f, anc, adms, config or _DEFAULT)
     evidence = {"rule": f.kind, **evidence, **(extra or {})}
     return Alert(alert_id(patient_key, f.kind, f.anchor), patient_id, patient_key, f.kind,
                  f.severity, iso(f.t), summary, evidence, _num(f.value), authority)
@@ -121,7 +143,7 @@ def _at(anc: list[Obs], i: int | None) -> Obs | None:
     return anc[i] if i is not None and 0 <= i < len(anc) else None
 
 
-def _grade(f: Finding, anc, adms):
+def _grade(f: Finding, anc, adms, config):
     c, lim = f.ctx, f.ctx["limits"]
     conf = "confirmed by 2 results" if c.get("confirmed") else "single result, not yet confirmed"
     prev = _at(anc, c["index"] - 1) if c.get("improving") else None
@@ -139,12 +161,12 @@ def _grade(f: Finding, anc, adms):
                                             if c.get("confirmed") and not c.get("improving") else None) if x]}
 
 
-def _onset(f: Finding, anc, adms):
+def _onset(f: Finding, anc, adms, config):
     c, lim = f.ctx, f.ctx["limits"]
     below = lim.agranulocytosis if f.kind == "agranulocytosis" else lim.severe
     word = "Agranulocytosis" if f.kind == "agranulocytosis" else "Severe neutropenia"
     ref = _at(anc, c.get("rapid_from"))
-    tail = f", down from {_cnt(ref.v)} within 72 h" if ref else ""
+    tail = f", down from {_cnt(ref.v)} within {_num(config.rapid_decline_hours)} h" if ref else ""
     conf = "" if c.get("confirmed") else " (single result, repeat to confirm)"
     s = f"{word}: new episode, ANC {_cnt(f.value)} (< {int(below)}/uL){tail}{conf}."
     ev = {"threshold_below": below, "thresholds": lim.as_evidence(), "previous_grade": c.get("from"),
@@ -156,24 +178,26 @@ def _onset(f: Finding, anc, adms):
     return s, ev
 
 
-def _rapid(f: Finding, anc, adms):
+def _rapid(f: Finding, anc, adms, config):
     c = f.ctx
     ref, cur = anc[c["ref"]], anc[c["index"]]
     hours = round((cur.t - ref.t) / 3600)
     s = (f"ANC fell {round(100 * (1 - f.value / ref.v))}% in {hours} h: "  # type: ignore[operator]
          f"{_cnt(ref.v)} -> {_cnt(f.value)}.")
-    return s, {"fraction_threshold": 0.5, "window_hours": 72, "below": 1000,
+    return s, {"fraction_threshold": _num(config.rapid_decline_fraction),
+               "window_hours": _num(config.rapid_decline_hours), "below": _num(config.rapid_decline_below),
                "thresholds": c["limits"].as_evidence(), "observations": [obs(ref), obs(cur)]}
 
 
-def _recovery(f: Finding, anc, adms):
+def _recovery(f: Finding, anc, adms, config):
     c = f.ctx
-    i = c["end_index"]
-    s = (f"Recovery: ANC back at or above {_cnt(c['limits'].normal)} on 2 results "
-         f"({_cnt(anc[i - 1].v)}, {_cnt(f.value)}); episode began {iso(c['start'][0])[:10]}, "
+    i, n = c["end_index"], config.confirmations
+    back = anc[max(0, i + 1 - n):i + 1]  # the results that confirmed it
+    s = (f"Recovery: ANC back at or above {_cnt(c['limits'].normal)} on {n} result{'s' * (n != 1)} "
+         f"({', '.join(_cnt(o.v) for o in back)}); episode began {iso(c['start'][0])[:10]}, "
          f"nadir {_cnt(c['nadir'][2])}.")
     ev = {"thresholds": c["limits"].as_evidence(), "episode_start": obs(c["start"]),
-          "nadir": obs(c["nadir"]), "observations": [obs(anc[i - 1]), obs(anc[i])]}
+          "nadir": obs(c["nadir"]), "observations": [obs(o) for o in back]}
     if c.get("ivig_pattern"):
         ev["post_ivig_pattern_established"] = True
         s = s[:-1] + "; a post-IVIG pattern is established, so a rise (e.g. infection) is not its end."
@@ -185,7 +209,7 @@ def _recovery(f: Finding, anc, adms):
     return s, ev
 
 
-def _chronic(f: Finding, anc, adms):
+def _chronic(f: Finding, anc, adms, config):
     c = f.ctx
     days = round((f.t - c["start"][0]) / 86400)
     s = (f"Chronic neutropenia: below {_cnt(c['limits'].normal)} for {days} days without recovery "
@@ -195,7 +219,7 @@ def _chronic(f: Finding, anc, adms):
                "nadir": obs(c["nadir"]), "observations": [obs(c["start"]), obs(anc[c["index"]])]}
 
 
-def _cyclic(f: Finding, anc, adms):
+def _cyclic(f: Finding, anc, adms, config):
     p = f.ctx["hit"]
     s = (f"Cyclic neutropenia suspected: counts oscillate with a period of ~{p.period_days:g} days "
          f"({p.points} counts over {p.span_days:g} days, nadir {_cnt(p.nadir)}, FAP {p.fap:.1g}).")
@@ -208,7 +232,7 @@ def _cyclic(f: Finding, anc, adms):
 
 def _cycle(c) -> dict[str, Any]:
     d: dict[str, Any] = {"infusion": [adm(a) for a in c.adms],
-                         "dose_mg_per_kg": _num(c.mgkg), "interval_days": c.interval_days,
+                         "dose_mg_per_kg": _num(c.mgkg), **_dose_mg(c.mg), "interval_days": c.interval_days,
                          "pre": obs(c.pre), "early_24_48h": obs(c.early), "nadir_days_1_7": obs(c.nadir),
                          "recovery_before_next": obs(c.recovery), "recovered": c.recovered,
                          "dip": c.dip}
@@ -223,15 +247,17 @@ def _median(xs: list[float]) -> float | None:
     return xs[m] if len(xs) % 2 else (xs[m - 1] + xs[m]) / 2
 
 
-def _ivig(f: Finding, anc, adms):
+def _ivig(f: Finding, anc, adms, config):
     cs = [c for c in f.ctx["courses"] if c.evaluable]
     pre = [c.pre.v for c in cs]
     early = [c.early.v for c in cs if c.early is not None]
     nadir = [c.nadir.v for c in cs]
     dips = sum(c.dip for c in cs)
     doses = sorted({_num(c.mgkg) for c in cs if c.mgkg is not None})
+    masses = sorted({c.mg for c in cs if c.mg is not None})
     gaps = [c.interval_days for c in cs if c.interval_days]
-    dose_txt = f", dose {'/'.join(str(d) for d in doses)} mg/kg" if doses else ""
+    given = _doses(doses, masses)
+    dose_txt = f", dose {given}" if given else ""
     gap_txt = f" every ~{_median(gaps):g} days" if gaps else ""
     s = (f"Post-IVIG neutropenia pattern: dips after {dips} of {len(cs)} infusions{gap_txt}{dose_txt}; "
          f"median pre-infusion ANC {_cnt(_median(pre))}, 24-48 h {_cnt(_median(early))}, "
@@ -240,26 +266,30 @@ def _ivig(f: Finding, anc, adms):
                "median_pre": _num(_median(pre)), "range_pre": [_num(min(pre)), _num(max(pre))],
                "median_24_48h": _num(_median(early)),
                "range_24_48h": [_num(min(early)), _num(max(early))] if early else None,
-               "nadir": _num(min(nadir)), "doses_mg_per_kg": doses, "median_interval_days": _median(gaps),
+               "nadir": _num(min(nadir)), "doses_mg_per_kg": doses,
+               **({"doses_mg": [_num(m) for m in masses]} if masses else {}),
+               "median_interval_days": _median(gaps),
                "observations": [o for c in cs for o in (obs(c.pre), obs(c.nadir))]}
 
 
-def _baseline(f: Finding, anc, adms):
+def _baseline(f: Finding, anc, adms, config):
     c = f.ctx["course"]
     why = {"started": "IVIG started", "restarted": "IVIG restarted", "dose_raised": "IVIG dose raised",
            "interval_shortened": "IVIG interval shortened"}
     what = " and ".join(why[r] for r in f.ctx["reasons"])
-    dose = f" ({_num(c.mgkg)} mg/kg)" if c.mgkg is not None else ""
+    given = _doses([c.mgkg], [c.mg])
+    dose = f" ({given})" if given else ""
     s = f"{what}{dose} with no ANC in the preceding 30 days: obtain a CBC with differential."
     prev = f.ctx["previous"]
     return s, {"reasons": f.ctx["reasons"], "baseline_days": 30,
                "administrations": [adm(a, c.interval_days) for a in c.adms],
                "previous_course": None if prev is None else {"started_at": iso(prev[0]),
-                                                              "dose_mg_per_kg": _num(prev[1])},
+                                                              "dose_mg_per_kg": _num(prev[1]),
+                                                              **_dose_mg(prev[2])},
                "previous_interval_days": f.ctx["previous_interval_days"], "observations": []}
 
 
-def _drug(f: Finding, anc, adms):
+def _drug(f: Finding, anc, adms, config):
     c = f.ctx
     ep = c["episode"]
     when = (f"during {c['drug_class']} treatment" if c["days_after_last_dose"] <= 0 else
@@ -272,7 +302,7 @@ def _drug(f: Finding, anc, adms):
                "observations": [obs(ep.start)]}
 
 
-def _febrile(f: Finding, anc, adms):
+def _febrile(f: Finding, anc, adms, config):
     c = f.ctx
     r, a, before = c["fever"], c["anc"], c["previous"]
     how = (f"once >= {c['single_c']:g} C" if c["how"] == "single"

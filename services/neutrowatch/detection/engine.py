@@ -132,7 +132,7 @@ def _compact(state: PatientState, config: DetectionConfig) -> PatientState:
     acut = _cut(adms, keep_from, config.history_max_administrations)
     if acut:
         gone = ivig.courses(list(adms[:acut]), config)
-        prior = (tuple(prior) + tuple((c.start, c.mgkg) for c in gone))[-2:]
+        prior = (tuple(prior) + tuple((c.start, c.mgkg, c.mg) for c in gone))[-2:]
         horizon = max(horizon or 0, adms[acut - 1].t)
         adms = adms[acut:]
     if not (cut or tcut or acut):

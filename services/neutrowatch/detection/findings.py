@@ -19,7 +19,8 @@ class Obs(NamedTuple):
 
 
 class Adm(NamedTuple):
-    """One medication administration: start/end epoch seconds, class, mg/kg, id, status code."""
+    """One medication administration: start/end epoch seconds, class, mg/kg, id, status code;
+    ``mg``: a dose given as a mass (70 g -> 70000.0). A dose is in mgkg or mg, as recorded."""
 
     t: int
     end: int | None
@@ -28,6 +29,7 @@ class Adm(NamedTuple):
     aid: str
     st: str  # "c" completed, "i" in-progress, "s" stopped, "x" not-done / entered-in-error
     rep: int = 0
+    mg: float | None = None
 
 
 class Finding(NamedTuple):

@@ -89,10 +89,11 @@ def _stamps(rep: int) -> tuple[int, int]:
 
 
 def adm_row(ev: MedicationAdministration) -> Adm:
-    mgkg = ev.dose.mg_per_kg if ev.dose is not None else None
+    dose = ev.dose
+    mgkg, mg = (dose.mg_per_kg, dose.mg) if dose is not None else (None, None)
     return Adm(epoch(ev.started_at), epoch(ev.ended_at) if ev.ended_at else None,
                ev.drug_class or "", None if mgkg is None else float(mgkg), ev.administration_id,
-               _ADM_CODE.get(ev.status, "c"))
+               _ADM_CODE.get(ev.status, "c"), mg=None if mg is None else float(mg))
 
 
 def _order(r) -> tuple:
@@ -108,7 +109,7 @@ def _obs_key(o: Obs, low_alarms: bool) -> tuple:
 
 
 def _adm_key(a: Adm) -> tuple:
-    return (_ADM_RANK[a.st], a.rep, a.end or 0, a.mgkg or 0.0, a.t)
+    return (_ADM_RANK[a.st], a.rep, a.end or 0, a.mgkg or 0.0, a.mg or 0.0, a.t)
 
 
 def merge_obs(rows: tuple[Obs, ...], new: Obs, low_alarms: bool = True) -> tuple[tuple[Obs, ...], int | None]:

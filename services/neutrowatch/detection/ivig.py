@@ -26,7 +26,8 @@ class Course:
     adms: list[Adm]
     start: int
     last: int
-    mgkg: float | None  # total per course
+    mgkg: float | None  # total per course (None unless every administration gave one)
+    mg: float | None  # likewise, for doses given as a mass
     interval_days: float | None = None  # since the previous course
     pre: Obs | None = None
     early: Obs | None = None
@@ -49,12 +50,16 @@ def courses(adms: list[Adm], config: DetectionConfig) -> list[Course]:
             c = out[-1]
             c.adms.append(a)
             c.last = a.t
-            c.mgkg = None if c.mgkg is None or a.mgkg is None else c.mgkg + a.mgkg
+            c.mgkg, c.mg = _total(c.mgkg, a.mgkg), _total(c.mg, a.mg)
             continue
         prev = out[-1].start if out else None
-        out.append(Course([a], a.t, a.t, a.mgkg,
+        out.append(Course([a], a.t, a.t, a.mgkg, a.mg,
                           None if prev is None else round((a.t - prev) / DAY, 1)))
     return out
+
+
+def _total(x: float | None, y: float | None) -> float | None:
+    return None if x is None or y is None else x + y
 
 
 def measure(cs: list[Course], anc: list[Obs], times: list[int],
@@ -102,18 +107,17 @@ def pattern(cs: list[Course], config: DetectionConfig) -> Finding | None:
 
 
 def baseline_missing(cs: list[Course], anc_times: list[int], config: DetectionConfig,
-                     prior: list[tuple[int, float | None]] = ()) -> list[Finding]:
-    """IVIG started (or restarted), dose/kg raised or interval shortened with no ANC in the
-    preceding ``ivig_baseline_days``. ``prior``: (start, mg/kg) of courses already summarised."""
+                     prior: list[tuple[int, float | None, float | None]] = ()) -> list[Finding]:
+    """IVIG started (or restarted), dose raised or interval shortened with no ANC in the
+    preceding ``ivig_baseline_days``. ``prior``: (start, mg/kg, mg) of courses already summarised."""
     out = []
-    hist: list[tuple[int, float | None]] = list(prior)
+    hist: list[tuple[int, float | None, float | None]] = list(prior)
     for c in cs:
         reasons = []
         if not hist or c.start - hist[-1][0] > config.ivig_restart_days * DAY:
             reasons.append("started" if not hist else "restarted")
         else:
-            prev_dose = hist[-1][1]
-            if c.mgkg is not None and prev_dose and c.mgkg > prev_dose * config.ivig_escalation_ratio:
+            if _raised(c, hist[-1], config.ivig_escalation_ratio):
                 reasons.append("dose_raised")
             if len(hist) >= 2:
                 now, before = c.start - hist[-1][0], hist[-1][0] - hist[-2][0]
@@ -128,8 +132,18 @@ def baseline_missing(cs: list[Course], anc_times: list[int], config: DetectionCo
                                     "previous": hist[-1] if hist else None,
                                     "previous_interval_days": round((hist[-1][0] - hist[-2][0]) / DAY, 1)
                                     if len(hist) >= 2 else None}))
-        hist.append((c.start, c.mgkg))
+        hist.append((c.start, c.mgkg, c.mg))
     return out
+
+
+def _raised(c: Course, prev: tuple[int, float | None, float | None], ratio: float) -> bool:
+    """The dose per kg rose by more than ``ratio`` when both courses give one, else the mass
+    (a dose in g is never compared with one in g/kg)."""
+    _, prev_mgkg, prev_mg = prev
+    now, before = (c.mgkg, prev_mgkg) if c.mgkg is not None and prev_mgkg is not None else (c.mg, prev_mg)
+    if now is None or not before:
+        return False
+    return now > before * ratio
 
 
 def locked_period_days(cs: list[Course], config: DetectionConfig) -> float | None:

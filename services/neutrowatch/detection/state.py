@@ -5,8 +5,8 @@ most ``history_max_anc`` (96); temperatures within ``history_temperature_days`` 
 ANC or temperature and at most ``history_max_temperatures`` (48); administrations within
 ``history_days`` and at most ``history_max_administrations`` (40). Results dropped from the front
 are summarised in ``carry`` (the episode/grade fold state: open episodes with their start and
-nadir, current grade, whether a normal count was seen) and ``ivig_prior`` (start and mg/kg of the
-last two dropped IVIG courses); ``horizon`` is the newest dropped collection time, and results
+nadir, current grade, whether a normal count was seen) and ``ivig_prior`` (start, mg/kg and mg of
+the last two dropped IVIG courses); ``horizon`` is the newest dropped collection time, and results
 collected at or before it that arrive later are ignored (counted in ``late_ignored``). Emitted
 alerts are remembered (id -> kind, observed time) while their deciding result is inside the
 history. Deleted/cancelled results stay as tombstones (value None) so a late earlier version
@@ -36,7 +36,7 @@ class PatientState:
     temps: tuple[Obs, ...] = ()
     adms: tuple[Adm, ...] = ()
     carry: list | None = None  # episodes.Carry.to_list() of the dropped prefix
-    ivig_prior: tuple[tuple[int, float | None], ...] = ()
+    ivig_prior: tuple[tuple[int, float | None, float | None], ...] = ()  # (start, mg/kg, mg)
     horizon: int | None = None
     emitted: dict[str, tuple] = field(default_factory=dict)  # id -> (kind, t[, "settled"])
     cyclic: list | None = None  # cyclic.CyclicCache.to_list()
@@ -77,7 +77,7 @@ class PatientState:
         if self.carry:
             d["c"] = self.carry
         if self.ivig_prior:
-            d["ip"] = [list(x) for x in self.ivig_prior]
+            d["ip"] = [list(x if x[2] is not None else x[:2]) for x in self.ivig_prior]
         if self.horizon is not None:
             d["h"] = self.horizon
         if self.emitted:
@@ -97,7 +97,8 @@ class PatientState:
             patient_key=d.get("pk", ""), patient_id=d.get("pid", ""),
             assigning_authority=d.get("aa"), birth_date=d.get("bd"),
             anc=_obs_rows(d.get("a")), temps=_obs_rows(d.get("t")), adms=_adm_rows(d.get("m")),
-            carry=d.get("c"), ivig_prior=tuple((int(a), b) for a, b in d.get("ip", ())),
+            carry=d.get("c"), ivig_prior=tuple((int(x[0]), x[1], x[2] if len(x) > 2 else None)
+                                               for x in d.get("ip", ())),
             horizon=d.get("h"), emitted={e[0]: tuple(e[1:]) for e in d.get("e", ())},
             cyclic=d.get("cy"), late_ignored=d.get("li", 0),
         )
@@ -168,6 +169,8 @@ def _adm_cols(rows: tuple[Adm, ...]) -> dict[str, Any]:
                          "e": [None if r.end is None else r.end - r.t for r in rows],
                          "c": [r.cls for r in rows], "d": [_num(r.mgkg) for r in rows],
                          "o": ids, "s": "".join(r.st for r in rows)}
+    if any(r.mg is not None for r in rows):  # doses given as a mass; absent from older states
+        d["g"] = [_num(r.mg) for r in rows]
     if prefix:
         d["p"] = prefix
     reps = [[i, r.rep] for i, r in enumerate(rows) if r.rep]
@@ -181,6 +184,7 @@ def _adm_rows(d: dict[str, Any] | None) -> tuple[Adm, ...]:
         return ()
     p = d.get("p", "")
     reps = {i: rep for i, rep in d.get("r", ())}
-    return tuple(Adm(t, None if e is None else t + e, c, m, p + o, s, reps.get(i, 0))
-                 for i, (t, e, c, m, o, s) in enumerate(zip(_undelta(d["t"]), d["e"], d["c"],
-                                                            _floats(d["d"]), d["o"], d["s"])))
+    mgs = _floats(d["g"]) if "g" in d else [None] * len(d["t"])
+    return tuple(Adm(t, None if e is None else t + e, c, m, p + o, s, reps.get(i, 0), g)
+                 for i, (t, e, c, m, o, s, g) in enumerate(zip(_undelta(d["t"]), d["e"], d["c"],
+                                                               _floats(d["d"]), d["o"], d["s"], mgs)))

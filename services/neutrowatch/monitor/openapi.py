@@ -44,6 +44,8 @@ def document() -> dict[str, Any]:
                                                 "drug_class": {"type": "string"},
                                                 "started_at": {"type": "string", "format": "date-time"},
                                                 "dose_mg_per_kg": {"type": "number"},
+                                                "dose_mg": {"type": "number",
+                                                            "description": "a dose given as a mass"},
                                                 "days_after_start": {"type": "number"}}}}}}
     point = {"type": ["object", "null"], "properties": {
         "observation_id": {"type": "string"}, "value": {"type": "number"},
@@ -64,6 +66,7 @@ def document() -> dict[str, Any]:
         "started_at": {"type": "string", "format": "date-time"},
         "ended_at": {"type": ["string", "null"], "format": "date-time"},
         "dose_mg_per_kg": {"type": ["number", "null"]},
+        "dose_mg": {"type": ["number", "null"], "description": "a dose given as a mass (70 g: 70000)"},
         "status": {"enum": ["completed", "in-progress", "stopped", "not-done"]},
         "role": {"enum": ["ivig", "watched", "other"],
                  "description": "ivig; a drug on the detection watch list; other kept classes (G-CSF)"}}}
@@ -74,6 +77,8 @@ def document() -> dict[str, Any]:
         "started_at": {"type": "string", "format": "date-time"},
         "administration_ids": {"type": "array", "items": {"type": "string"}},
         "dose_mg_per_kg": {"type": ["number", "null"], "description": "total of the course"},
+        "dose_mg": {"type": ["number", "null"],
+                    "description": "total of the course, for doses given as a mass"},
         "interval_days": {"type": ["number", "null"], "description": "since the previous course"},
         "pre": point, "early": {**point, "description": "lowest count ivig_early_hours (12-60 h) after"},
         "nadir": {**point, "description": "lowest count up to ivig_nadir_days after (or the next course)"},

@@ -41,6 +41,7 @@ def anc_timeline(state: PatientState, meta: dict[str, Any], config: DetectionCon
         lim = limits_at(o.t)
         linked = [{"administration_id": a.aid, "drug_class": a.cls, "started_at": iso(a.t),
                    **({"dose_mg_per_kg": _num(a.mgkg)} if a.mgkg is not None else {}),
+                   **({"dose_mg": _num(a.mg)} if a.mg is not None else {}),
                    "days_after_start": round((o.t - a.t) / DAY, 2)}
                   for a in adms if 0 <= o.t - a.t <= window]
         out.append({"observation_id": o.oid, "value": _num(o.v), "unit": "cells/uL",
@@ -94,7 +95,7 @@ def _limit_values(lim: Limits) -> tuple:
 def administrations(state: PatientState, config: DetectionConfig) -> list[dict[str, Any]]:
     return [{"administration_id": a.aid, "drug_class": a.cls, "started_at": iso(a.t),
              "ended_at": iso(a.end) if a.end is not None else None,
-             "dose_mg_per_kg": _num(a.mgkg), "status": ADM_STATUS.get(a.st, a.st),
+             "dose_mg_per_kg": _num(a.mgkg), "dose_mg": _num(a.mg), "status": ADM_STATUS.get(a.st, a.st),
              "role": "ivig" if a.cls == config.ivig_drug_class else
              "watched" if config.watch_for(a.cls) is not None else "other"}
             for a in state.adms]
@@ -113,7 +114,7 @@ def ivig_courses(state: PatientState, config: DetectionConfig) -> list[dict[str,
     if courses:
         ivig.measure(courses, live, [o.t for o in live], _limits_at(state, config), config)
     return [{"started_at": iso(c.start), "administration_ids": [a.aid for a in c.adms],
-             "dose_mg_per_kg": _num(c.mgkg), "interval_days": c.interval_days,
+             "dose_mg_per_kg": _num(c.mgkg), "dose_mg": _num(c.mg), "interval_days": c.interval_days,
              "pre": _point(c.pre, c.start), "early": _point(c.early, c.start),
              "nadir": _point(c.nadir, c.start), "recovery_before_next": _point(c.recovery, c.start),
              "recovered": c.recovered, "dip": c.dip if c.evaluable else None}
