@@ -1,17 +1,19 @@
 """Processor benchmark: the monitor's per-event cost without Kafka, split by stage.
 
-    .venv/bin/python bench/processor_bench.py [--events 10000] [--batch 500] [--profile]
+    .venv/bin/python bench/processor_bench.py [--events 10000] [--batch 500] [--profile] [--default-gc]
 
 Feeds the monitor benchmark's stream (patients x 10 weekly counts, week-major as on the topic) to
 ``Processor.process`` in batches, against a real (embedded) redis-server and a Kafka sender that
 acknowledges at once. Prints events/s and the time per event in decode, engine step, state
-load and commit (Redis round trips included) and relay; ``--profile`` adds a cProfile listing.
+load and commit (Redis round trips included) and relay, with the worker's garbage-collector settings
+(``--default-gc``: Python's); ``--profile`` adds a cProfile listing.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import pstats
 import sys
@@ -97,19 +99,23 @@ def _gc_timer(phase, info):
 
 
 def main() -> None:
-    import gc
-    gc.callbacks.append(_gc_timer)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--default-gc", action="store_true",
+                        help="Python's garbage-collector settings instead of the worker's")
     args = parser.parse_args()
     records = weekly_stream(args.events)
+    if not args.default_gc:
+        from neutrowatch.monitor.worker import settle_gc
+        settle_gc()
     redis = EmbeddedRedis().start()
     try:
         buckets: dict[str, float] = {}
         prof = cProfile.Profile() if args.profile else None
+        gc.callbacks.append(_gc_timer)
         elapsed = asyncio.run(run(records, args.batch, redis.url, buckets, prof))
     finally:
         redis.stop()
