@@ -6,12 +6,20 @@ from __future__ import annotations
 
 from typing import Callable
 
+import logging
 import re
 from dataclasses import dataclass
 
 import hl7
+import hl7.util
 
 from neutrowatch.parsing.errors import InputRejected
+
+# python-hl7 logs the whole field (a patient identifier, a name, a value) when it meets a
+# malformed escape sequence; nothing with patient data may reach the logs, so its logger is off.
+# The parse itself goes on (the sequence is dropped) and our own checks judge the result.
+logging.getLogger(hl7.util.__file__).disabled = True
+hl7.util.logger.disabled = True
 
 MLLP_START, MLLP_END = "\x0b", "\x1c"
 BOM = "\ufeff"
@@ -60,6 +68,7 @@ class Hl7Header:
     message_type: str | None = None  # "ORU^R01"
     version: str | None = None
     processing_id: str | None = None
+    message_time: str | None = None  # MSH-7 as sent (its offset is the sender's time zone)
 
 
 def _encoding(text: str) -> tuple[str, str]:
@@ -105,7 +114,7 @@ def read_header(text: str | bytes) -> Hl7Header:
         sending_application=first(3), sending_facility=first(4),
         receiving_application=first(5), receiving_facility=first(6),
         message_id=first(10), message_type=message_type, version=first(12),
-        processing_id=first(11),
+        processing_id=first(11), message_time=first(7),
     )
 
 
@@ -133,6 +142,16 @@ class Seg:
         except Exception:  # absent path: python-hl7 raises IndexError (or others on odd trees)
             return ""
         return str(value).strip() if value is not None else ""
+
+    def repetitions(self, field: int) -> int:
+        """How many repetitions a field has (0 when absent or empty)."""
+        try:
+            value = self._segment[field]
+        except Exception:
+            return 0
+        if not str(value):
+            return 0
+        return max(1, sum(1 for item in value if isinstance(item, hl7.Repetition)))
 
     def label(self, field: int) -> str:
         """The field's name in rejections: OBX[3]-5 for repeating segments, PID-3 otherwise."""

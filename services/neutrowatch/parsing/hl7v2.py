@@ -5,8 +5,9 @@ and resends); observations the product does not track are ignored.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone, tzinfo
 
 from neutrowatch.domain.codes import DEFAULT_CODES, CodeMap
 from neutrowatch.domain.events import (Coding, Event, LabResult, Location, MedicationAdministration,
@@ -18,7 +19,7 @@ from neutrowatch.parsing.errors import InputRejected
 from neutrowatch.parsing.hl7_ack import build_ack
 from neutrowatch.parsing.hl7_text import (Hl7Header, Seg, decode, normalise, read_header,
                                           segments, split_messages)
-from neutrowatch.parsing.timestamps import hl7_date, parse_hl7_timestamp
+from neutrowatch.parsing.timestamps import hl7_date, hl7_offset, parse_hl7_timestamp
 from neutrowatch.parsing.values import canonical, parse_number
 
 SUPPORTED_TYPES = ("ORU^R01", "ORU", "RAS^O17")
@@ -56,13 +57,14 @@ class _Group:
     obxs: list[Seg] = field(default_factory=list)
 
 
-def _time(seg: Seg | None, index: int, component: int = 1) -> datetime | None:
+def _time(seg: Seg | None, index: int, zone: tzinfo, component: int = 1) -> datetime | None:
+    """A timestamp field; a time without an offset is in ``zone`` (the sender's, from MSH-7)."""
     if seg is None:
         return None
     text = seg.get(index, 1, component)
     if not text:
         return None
-    value = parse_hl7_timestamp(text)
+    value = parse_hl7_timestamp(text, zone)
     if value is None:
         label = seg.label(index)
         raise InputRejected("bad_timestamp", f"{label} is not an HL7 timestamp (YYYYMMDD[HHMM[SS]][+ZZZZ])",
@@ -71,9 +73,16 @@ def _time(seg: Seg | None, index: int, component: int = 1) -> datetime | None:
 
 
 def _read_pid(seg: Seg, location: Location | None) -> _Patient:
+    """The first PID-3 repetition with an identifier (CX.1); its assigning authority is CX.4's
+    namespace id, else its universal id (an OID-only HD such as ``&2.16.840...&ISO``)."""
     birth = hl7_date(seg.get(7))
-    return _Patient(patient_id=seg.get(3, 1, 1) or None, authority=seg.get(3, 1, 4, 1) or None,
-                    birth_date=birth, location=location)
+    for rep in range(1, max(1, seg.repetitions(3)) + 1):
+        patient_id = seg.get(3, rep, 1)
+        if patient_id:
+            authority = seg.get(3, rep, 4, 1) or seg.get(3, rep, 4, 2)
+            return _Patient(patient_id=patient_id, authority=authority or None, birth_date=birth,
+                            location=location)
+    return _Patient(birth_date=birth, location=location)
 
 
 def _read_pv1(seg: Seg) -> Location | None:
@@ -103,16 +112,17 @@ def parse_hl7(text: str | bytes, codes: CodeMap = DEFAULT_CODES) -> Hl7Result:
     text = normalise(decode(text) if isinstance(text, bytes) else text)
     header = read_header(text)
     kind = _message_type(header)
+    zone = hl7_offset(header.message_time) or timezone.utc
     source = Source(type="hl7v2", sending_application=header.sending_application,
                     sending_facility=header.sending_facility, message_id=header.message_id)
     if kind == "RAS^O17":
         segs = segments(text, lambda name, _fields: name in _RAS_SEGMENTS)
-        events, patient_id = _parse_ras(segs, header, source)
+        events, patient_id = _parse_ras(segs, header, source, zone)
     else:
         comp_sep, rep_sep = text[4:5], text[5:6]
         segs = segments(text, lambda name, fields: name in _ORU_SEGMENTS or (
             name == "OBX" and _maps_to_a_role(fields, comp_sep, rep_sep, codes)))
-        events, patient_id = _parse_oru(segs, header, source, codes)
+        events, patient_id = _parse_oru(segs, header, source, codes, zone)
     return Hl7Result(header=header, events=tuple(events), patient_id=patient_id)
 
 
@@ -154,7 +164,22 @@ def _groups(segs: list[Seg]) -> tuple[list[_Group], str | None]:
     return groups, first_id
 
 
-def _part(obx: Seg, group: _Group, codes: CodeMap) -> Part | None:
+# "10^3/uL" sent without escaping '^' arrives as identifier "10" and text "3/uL".
+_SPLIT_POWER = re.compile(r"^\s*[xX×]?\s*10\s*$")
+_SPLIT_EXPONENT = re.compile(r"^\s*\d{1,2}\s*/")
+
+
+def _units(obx: Seg) -> list[str]:
+    """OBX-6 candidates: the identifier, then the alternate identifier. An identifier that is
+    only "10" (or "x10") followed by a text "3/uL" is one unit whose '^' the sender did not
+    escape: it is read whole ("10^3/uL"), never as the unit "10"."""
+    first, text = obx.get(6, 1, 1), obx.get(6, 1, 2)
+    if _SPLIT_POWER.match(first) and _SPLIT_EXPONENT.match(text):
+        first = f"{first}^{text}"
+    return [first, obx.get(6, 1, 4)]
+
+
+def _part(obx: Seg, group: _Group, codes: CodeMap, zone: tzinfo) -> Part | None:
     pairs = [(obx.get(3, 1, 3), obx.get(3, 1, 1)), (obx.get(3, 1, 6), obx.get(3, 1, 4))]
     found = codes.first_role(pairs)
     if found is None:
@@ -184,10 +209,15 @@ def _part(obx: Seg, group: _Group, codes: CodeMap) -> Part | None:
                             label)
     if status not in ("X", "D") and not raw_value:
         return None
-    collected = (_time(obx, 14) or _time(group.obr, 7) or _time(group.spm, 17))
+    # The specimen collection time: SPM-17 names it; OBR-7 is it for a specimen-based order;
+    # OBX-14 should be, but many labs put the analysis time there (LAB-ORU-2: OBX-14 08:30,
+    # after the lab received a tube drawn at 05:35), so it is the last resort.
+    # Each present field must be a timestamp, whichever is used.
+    at_obx, at_obr, at_spm = _time(obx, 14, zone), _time(group.obr, 7, zone), _time(group.spm, 17, zone)
+    collected = at_spm or at_obr or at_obx
     if collected is None:
         raise InputRejected("missing_collection_time",
-                            f"{obx.label(14)}, OBR-7 and SPM-17 give no specimen collection time "
+                            f"SPM-17, OBR-7 and {obx.label(14)} give no specimen collection time "
                             f"for the {code.code} result", "OBR-7")
     value = number = unit = None
     if status not in ("X", "D"):
@@ -198,10 +228,10 @@ def _part(obx: Seg, group: _Group, codes: CodeMap) -> Part | None:
             number = parse_number(comps[1], label, code, role)
         else:
             number = parse_number(raw_value, label, code, role)
-        value, unit = canonical(role, number, [obx.get(6, 1, 1), obx.get(6, 1, 4)], obx.label(6), code)
+        value, unit = canonical(role, number, _units(obx), obx.label(6), code)
     reported = None
     if group.obr is not None:
-        reported = parse_hl7_timestamp(group.obr.get(22))
+        reported = parse_hl7_timestamp(group.obr.get(22), zone)
     return Part(role=role, value=value, status=status, code=code, collected_at=collected,
                 value_field=obx.label(5), reported_number=number,
                 original_value=raw_value or None, original_unit=unit or obx.get(6, 1, 1) or None,
@@ -218,7 +248,7 @@ def _specimen_key(group: _Group, part: Part) -> str:
 
 
 def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source,
-               codes: CodeMap) -> tuple[list[Event], str | None]:
+               codes: CodeMap, zone: tzinfo) -> tuple[list[Event], str | None]:
     groups, first_id = _groups(segs)
     buckets: dict[tuple[str, str], tuple[_Group, list[Part]]] = {}
     events: list[Event] = []
@@ -235,7 +265,7 @@ def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source,
 
     for group in groups:
         for obx in group.obxs:
-            part = _part(obx, group, codes)
+            part = _part(obx, group, codes, zone)
             if part is None:
                 continue
             _, key = _require_patient(group.patient)
@@ -289,7 +319,8 @@ def _dose(rxa: Seg):
     return normalise_dose(value, unit)
 
 
-def _parse_ras(segs: list[Seg], header: Hl7Header, source: Source) -> tuple[list[Event], str | None]:
+def _parse_ras(segs: list[Seg], header: Hl7Header, source: Source,
+               zone: tzinfo) -> tuple[list[Event], str | None]:
     patient, first_id, order_id = _Patient(), None, None
     events: list[Event] = []
     for seg in segs:
@@ -301,18 +332,18 @@ def _parse_ras(segs: list[Seg], header: Hl7Header, source: Source) -> tuple[list
         elif seg.name == "ORC":
             order_id = seg.get(3, 1, 1) or seg.get(2, 1, 1) or None
         elif seg.name == "RXA":
-            events.append(_administration(seg, patient, order_id, header, source))
+            events.append(_administration(seg, patient, order_id, header, source, zone))
     return events, first_id
 
 
 def _administration(rxa: Seg, patient: _Patient, order_id: str | None, header: Hl7Header,
-                    source: Source) -> MedicationAdministration:
+                    source: Source, zone: tzinfo) -> MedicationAdministration:
     patient_id, key = _require_patient(patient)
-    started = _time(rxa, 3)
+    started = _time(rxa, 3, zone)
     if started is None:
         raise InputRejected("missing_administration_time", "RXA-3 has no administration start time",
                             "RXA-3")
-    ended = _time(rxa, 4)
+    ended = _time(rxa, 4, zone)
     code = rxa.get(5, 1, 1)
     if not code:
         raise InputRejected("missing_administered_code", "RXA-5 has no administered code", "RXA-5")

@@ -1,12 +1,13 @@
 """Timestamps of HL7 v2 (DTM/TS) and FHIR (dateTime/instant), always returned timezone-aware.
 
-A time without an offset is taken as UTC. Returns None for text that is not a timestamp; the
-caller decides which field to blame.
+An HL7 time without an offset is in the sender's zone: the caller passes it (MSH-7's offset)
+as ``default_tz``, else UTC. Returns None for text that is not a timestamp; the caller decides
+which field to blame.
 """
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 _HL7_DTM = re.compile(
     r"^(\d{4})(\d{2})(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,4}))?)?)?)?"
@@ -18,9 +19,10 @@ _FHIR_DT = re.compile(
 )
 
 
-def _build(year, month, day, hour, minute, second, fraction, sign, off_h, off_m) -> datetime | None:
+def _build(year, month, day, hour, minute, second, fraction, sign, off_h, off_m,
+           default_tz: tzinfo = timezone.utc) -> datetime | None:
     try:
-        tz = timezone.utc
+        tz = default_tz
         if sign:
             offset = timedelta(hours=int(off_h), minutes=int(off_m))
             if offset >= timedelta(hours=24):
@@ -33,14 +35,26 @@ def _build(year, month, day, hour, minute, second, fraction, sign, off_h, off_m)
         return None
 
 
-def parse_hl7_timestamp(text: str | None) -> datetime | None:
-    """YYYYMMDD[HH[MM[SS[.S+]]]][+/-ZZZZ] -> aware datetime, else None."""
+def parse_hl7_timestamp(text: str | None, default_tz: tzinfo = timezone.utc) -> datetime | None:
+    """YYYYMMDD[HH[MM[SS[.S+]]]][+/-ZZZZ] -> aware datetime (``default_tz`` when the text has
+    no offset), else None."""
     if not text:
         return None
     match = _HL7_DTM.match(text.strip())
     if not match:
         return None
-    return _build(*match.groups())
+    return _build(*match.groups(), default_tz=default_tz)
+
+
+def hl7_offset(text: str | None) -> tzinfo | None:
+    """The explicit UTC offset of an HL7 timestamp (e.g. MSH-7), or None when it states none."""
+    if not text:
+        return None
+    match = _HL7_DTM.match(text.strip())
+    if not match or not match.group(8):
+        return None
+    value = _build(*match.groups())
+    return value.tzinfo if value is not None else None
 
 
 def parse_fhir_datetime(text: object) -> datetime | None:
@@ -73,4 +87,4 @@ def hl7_date(text: str | None) -> str | None:
     return year
 
 
-__all__ = ["hl7_date", "parse_fhir_datetime", "parse_hl7_timestamp"]
+__all__ = ["hl7_date", "hl7_offset", "parse_fhir_datetime", "parse_hl7_timestamp"]

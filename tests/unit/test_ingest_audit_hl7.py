@@ -1,0 +1,126 @@
+"""Ingest audit: HL7 v2 inputs a hospital feed really sends, and what the user must see.
+
+Each test failed before the fix committed with it.
+"""
+from datetime import datetime, timedelta, timezone
+import logging
+
+import pytest
+
+from neutrowatch.domain.codes import CodeMap
+from neutrowatch.parsing.errors import InputRejected
+from neutrowatch.parsing.hl7v2 import parse_hl7
+from samples import LAB_ORU_2, LAB_ORU_CODES, hl7_bytes
+
+MSH = "MSH|^~\\&|LAB|HOSP|NW|HOSP|20240101120000+0100||ORU^R01|MSG1|P|2.5.1"
+PID = "PID|1||12345^^^HOSP^MR||Doe^Jane||19800101|F"
+OBR = "OBR|1|ORD1|FIL1|57021-8^CBC^LN|||20240101083000+0100|||||||||||||||20240101100000+0100|||F"
+
+
+def oru(*obx: str, msh: str = MSH, pid: str = PID, obr: str = OBR, extra: tuple[str, ...] = ()) -> str:
+    return "\r".join([msh, pid, obr, *obx, *extra])
+
+
+def anc_obx(value="0.4", unit="10*3/uL", status="F", when=""):
+    return f"OBX|1|NM|751-8^Neutrophils [#/volume] in Blood^LN||{value}|{unit}||L|||{status}|||{when}"
+
+
+def only_anc(text, codes=CodeMap()):
+    [anc] = parse_hl7(text, codes).events
+    assert anc.analyte == "anc"
+    return anc
+
+
+# ---------------------------------------------------------------- collection time
+
+
+def test_lab_oru_2_is_dated_at_spm_17_collection_not_obx_14_analysis_time():
+    # SPM-17 says the tube was drawn at 05:35; OBX-14 (08:30) is after SPM-18, the time the lab
+    # received it: the analysis time. The result's time is the specimen collection time.
+    anc = only_anc(hl7_bytes(LAB_ORU_2), LAB_ORU_CODES)
+    assert anc.collected_at == datetime(2014, 10, 6, 5, 35, tzinfo=timezone(timedelta(hours=7)))
+
+
+def test_spm_17_then_obr_7_then_obx_14():
+    spm = "SPM|1|SP1||BLD|||||||P||||||20240101080000+0100|20240101090000+0100"
+    late_obx = anc_obx(when="20240101110000+0100")
+    tz = timezone(timedelta(hours=1))
+    assert only_anc(oru(late_obx, extra=(spm,))).collected_at == datetime(2024, 1, 1, 8, 0, tzinfo=tz)
+    assert only_anc(oru(late_obx)).collected_at == datetime(2024, 1, 1, 8, 30, tzinfo=tz)
+    no_obr_time = "OBR|1|ORD1|FIL1|57021-8^CBC^LN"
+    assert only_anc(oru(late_obx, obr=no_obr_time)).collected_at == datetime(2024, 1, 1, 11, 0, tzinfo=tz)
+
+
+def test_collection_time_without_offset_takes_the_offset_of_msh_7():
+    # HL7: a time without a zone is in the sender's local time, which MSH-7 states (+0100).
+    obr = OBR.replace("20240101083000+0100", "20240101083000")
+    anc = only_anc(oru(anc_obx(), obr=obr))
+    assert anc.collected_at == datetime(2024, 1, 1, 7, 30, tzinfo=timezone.utc)
+    assert anc.collected_at.utcoffset() == timedelta(hours=1)
+
+
+def test_collection_time_without_any_offset_stays_utc():
+    msh = MSH.replace("20240101120000+0100", "20240101120000")
+    obr = OBR.replace("20240101083000+0100", "20240101083000")
+    anc = only_anc(oru(anc_obx(), msh=msh, obr=obr))
+    assert anc.collected_at == datetime(2024, 1, 1, 8, 30, tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------- patient identity
+
+
+def test_assigning_authority_given_only_as_a_universal_id():
+    # PID-3.4 is an HD: namespace & universal id & type. Many feeds send only the OID.
+    pid = "PID|1||12345^^^&2.16.840.1.113883.19.5&ISO^MR||Doe^Jane||19800101|F"
+    anc = only_anc(oru(anc_obx(), pid=pid))
+    assert (anc.patient_id, anc.assigning_authority) == ("12345", "2.16.840.1.113883.19.5")
+    assert anc.patient_key == "2.16.840.1.113883.19.5|12345"
+
+
+def test_namespace_id_still_wins_over_the_universal_id():
+    pid = "PID|1||PATID1234^^^NIST MPI&2.16.840.1.113883.3.72.5.30.2&ISO^MR"
+    anc = only_anc(oru(anc_obx(), pid=pid))
+    assert anc.assigning_authority == "NIST MPI"
+
+
+def test_first_pid_3_repetition_with_an_identifier_is_used():
+    pid = "PID|1||~12345^^^HOSP^MR||Doe^Jane"
+    anc = only_anc(oru(anc_obx(), pid=pid))
+    assert (anc.patient_id, anc.assigning_authority) == ("12345", "HOSP")
+
+
+# ---------------------------------------------------------------- units
+
+
+@pytest.mark.parametrize("unit,value", [("10^3/uL", 400), ("x10^9/L", 400), ("10^9/L", 400),
+                                        ("X10^3/uL", 400)])
+def test_unescaped_caret_in_a_power_of_ten_unit_is_read_as_one_unit(unit, value):
+    # Many lab systems send "10^3/uL" without escaping '^' (\S\): HL7 splits it into
+    # identifier "10" and text "3/uL". It was refused as "unit '10' is not a known unit".
+    anc = only_anc(oru(anc_obx(unit=unit)))
+    assert (anc.value, anc.original_unit) == (value, unit)
+
+
+def test_a_real_component_split_is_not_rejoined():
+    # identifier "K/uL", text "thousand per microliter": the identifier is the unit.
+    anc = only_anc(oru(anc_obx(unit="K/uL^thousand per microliter^L")))
+    assert (anc.value, anc.original_unit) == (400, "K/uL")
+
+
+def test_caret_split_of_an_unknown_unit_is_still_refused_with_the_whole_unit():
+    with pytest.raises(InputRejected) as info:
+        parse_hl7(oru(anc_obx(unit="10^12/L")))
+    assert info.value.rejection.code == "unknown_unit"
+    assert "'10^12/L'" in info.value.rejection.reason
+
+
+# ---------------------------------------------------------------- logs
+
+
+def test_malformed_escape_does_not_log_the_patient_identifier(caplog):
+    # python-hl7 logs the whole field on a malformed escape sequence ("\\" is an empty one).
+    pid = "PID|1||SECRET123\\\\X^^^HOSP^MR||Doe^Jane"
+    with caplog.at_level(logging.DEBUG):
+        parse_hl7(oru(anc_obx(), pid=pid))
+    assert "SECRET123" not in caplog.text
+    assert not any("SECRET123" in str(r.args) for r in caplog.records)
