@@ -159,3 +159,27 @@ def test_message_carries_summary_severity_kind_time_and_links():
     assert m.payload["ack_url"] == "https://nw.example/ack?token=TOKEN"
     retr = messages.render(alert(), d.Job(A, "hook", d.RETRACTION), "https://nw.example", "TOKEN")
     assert "RETRACTED" in retr.subject and "ack?token" not in retr.text
+
+
+def test_only_a_critical_alert_carries_the_routes_escalation_chain():
+    tree = routing.parse("""\
+receivers:
+  mail: {type: email, to: m@x.example}
+  pager: {type: apprise, urls: ["json://127.0.0.1:1/"]}
+route:
+  receiver: mail
+  escalation: {receivers: [pager], delay: 30m}
+""")
+    for severity, kind in (("info", "recovery"), ("warning", "chronic_neutropenia"), ("info", "grade_change")):
+        [job] = d.plan(alert(severity=severity, kind=kind), tree, T0)
+        assert job.escalation is None and d.next_escalation(job, T0) is None, kind
+    [crit] = d.plan(alert(severity="critical", kind="febrile_neutropenia"), tree, T0)
+    assert d.next_escalation(crit, T0).receiver == "pager"
+
+
+def test_a_failed_first_attempt_starts_the_escalation_chain_once():
+    [job] = d.plan(alert(severity="critical", kind="agranulocytosis"), TREE, T0)
+    e1 = d.escalation_while_undelivered(job, T0 + 1)
+    assert (e1.receiver, e1.level, e1.due) == ("pager", 1, T0 + 601)
+    assert d.escalation_while_undelivered(d.retry(job, T0 + 1, 2, 10, 60), T0 + 3) is None  # retries: already planned
+    assert d.escalation_while_undelivered(d.Job(A, "mail"), T0) is None  # no chain

@@ -137,10 +137,11 @@ class AlertState:
 def plan(alert: Mapping[str, Any], routing: Routing, now: float) -> list[Job]:
     """The first notifications of an alert, due after each route's group_wait; a critical alert is
     due at once whatever the window (it is never held back to group, and it carries the
-    patient's notices that are waiting in a group: grouping.py)."""
+    patient's notices that are waiting in a group: grouping.py). Only a critical alert carries
+    the route's escalation chain: a warning or a recovery left unacknowledged pages no one."""
     critical = alert.get("severity") == "critical"
     return [Job(alert["alert_id"], t.receiver, ALERT, 0, now if critical else now + t.group_wait_seconds,
-                escalation=t.escalation, group=f"{t.receiver}|{alert['patient_key']}", route=t.route_line,
+                escalation=t.escalation if critical else None, group=f"{t.receiver}|{alert['patient_key']}", route=t.route_line,
                 window=t.group_wait_seconds, critical=critical)
             for t in targets(routing, alert)]
 
@@ -179,6 +180,15 @@ def next_escalation(job: Job, sent_at: float) -> Job | None:
     level = job.level + 1
     return Job(job.alert_id, esc.receiver_at(level), ESCALATION, level, sent_at + esc.delay_seconds,
                escalation=esc)
+
+
+def escalation_while_undelivered(job: Job, failed_at: float) -> Job | None:
+    """The first attempt of a notice with an escalation chain failed: the next level is due the
+    chain's delay after that attempt, as if the notice had been delivered then (no one has
+    acknowledged it), so a receiver that is down does not hold the chain up for its retries, or
+    for ever when it fails for good. Should the notice be delivered later, the next level is
+    planned again, the delay after that delivery (and an escalation already sent is not repeated)."""
+    return next_escalation(job, failed_at) if job.attempt == 0 else None
 
 
 # ----------------------------------------------------------------------------- stages

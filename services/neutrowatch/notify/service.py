@@ -302,12 +302,14 @@ class NotifyService:
                     lead.receiver, rtype, verdict.reason, "; retrying" if again else "; giving up")
         items = []
         for j, alert, _ in go:
+            # not delivered, so not acknowledged either: the escalation chain starts all the same
+            esc = [e for e in [decisions.escalation_while_undelivered(j, now)] if e]
             if again is not None:  # every member again, at the same time: the same message
                 nxt = replace(j, attempt=again.attempt, due=again.due, first_try_at=again.first_try_at)
-                items.append((j, [audit.record(j, alert, "retrying", verdict.reason, now, rtype, delivery_id=flight.delivery_id)], [nxt], None, False, False))
+                items.append((j, [audit.record(j, alert, "retrying", verdict.reason, now, rtype, delivery_id=flight.delivery_id)], [nxt, *esc], None, False, False))
             else:
                 fb = decisions.fallback(j, self.routing, now)
-                items.append((j, [audit.record(j, alert, "failed", verdict.reason, now, rtype, delivery_id=flight.delivery_id)], [fb] if fb else [],
+                items.append((j, [audit.record(j, alert, "failed", verdict.reason, now, rtype, delivery_id=flight.delivery_id)], [fb, *esc] if fb else esc,
                               None, False, state == decisions.FAILED))
         await self.store.complete_many(items)
         return "retrying" if again is not None else "failed"

@@ -127,9 +127,10 @@ class Store:
             crit = json.dumps({"observed_at": observed_epoch(alert), "episode": episode_of(alert)})
             cmds += [["HSET", self.k("crit", alert["patient_key"]), alert["alert_id"], crit],
                      ["EXPIRE", self.k("crit", alert["patient_key"]), KEEP_SECONDS]]
-        if retracts:
+        if retracts:  # a withdrawn critical no longer inhibits the patient's warnings
             cmds += [["SET", self.k("retracted", retracts), "1", "EX", KEEP_SECONDS],
-                     ["ZREM", self.k("open_critical"), retracts]]
+                     ["ZREM", self.k("open_critical"), retracts],
+                     ["HDEL", self.k("crit", alert["patient_key"]), retracts]]
         value = json.dumps({"alert": alert, "produced_at": produced_at})
         return bool(await self._if_new(keys=[self.k("alert", alert["alert_id"])],
                                        args=[value, KEEP_SECONDS, json.dumps(cmds)]))
