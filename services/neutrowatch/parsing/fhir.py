@@ -31,6 +31,7 @@ _ADMIN_STATUS = {"completed": "completed", "in-progress": "in-progress", "on-hol
                  "not-done": "not-done", "entered-in-error": "entered-in-error",
                  "stopped": "stopped"}
 _BIRTH_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+_ZONED = re.compile(r"(Z|[+-]\d{2}:\d{2})$")
 
 
 def resource_kind(resource: Any) -> ResourceKind | None:
@@ -133,6 +134,8 @@ def _subject(resource: dict, path: str, index: BundleIndex) -> dict:
     subject = as_dict(resource.get("subject"))
     field = f"{path}.subject"
     reference = as_str(subject.get("reference"))
+    if reference and reference.startswith("#"):
+        return _contained_patient(resource, reference, field)
     if reference:
         target = index.resolve(reference)
         birth = as_str(as_dict(target).get("birthDate")) if target else None
@@ -151,6 +154,27 @@ def _subject(resource: dict, path: str, index: BundleIndex) -> dict:
     if value:
         return _patient(value, as_str(identifier.get("system")), None)
     raise InputRejected("missing_subject", f"{field} has no Patient reference or identifier", field)
+
+
+def _contained_patient(resource: dict, reference: str, field: str) -> dict:
+    """A subject "#id" names a Patient inside ``resource.contained``: it has no id of its own
+    outside this resource, so it is known by its identifier (system = assigning authority)."""
+    target = next((as_dict(c) for c in as_list(resource.get("contained"))
+                   if as_dict(c).get("id") == reference[1:]), None)
+    if target is None:
+        raise InputRejected("missing_subject",
+                            f"{field} refers to contained resource {reference[:40]!r}, which is not "
+                            f"in contained", field)
+    if target.get("resourceType") != "Patient":
+        raise InputRejected("missing_subject", f"{field} does not refer to a Patient", field)
+    for identifier in as_list(target.get("identifier")):
+        value = as_str(as_dict(identifier).get("value"))
+        if value:
+            birth = as_str(target.get("birthDate"))
+            return _patient(value, as_str(as_dict(identifier).get("system")),
+                            birth if birth and _BIRTH_DATE.match(birth) else None)
+    raise InputRejected("missing_subject", f"{field} refers to a contained Patient without an "
+                        f"identifier (Patient.identifier.value is needed to know who it is)", field)
 
 
 def _patient(patient_id: str, authority: str | None, birth: str | None) -> dict:
@@ -179,6 +203,11 @@ def _datetime(value: Any, field: str) -> datetime | None:
     parsed = parse_fhir_datetime(value)
     if parsed is None:
         raise InputRejected("bad_timestamp", f"{field} is not a FHIR dateTime", field)
+    if "T" in value and not _ZONED.search(value.strip()):
+        # FHIR: a dateTime with hours and minutes SHALL have a time zone; guessing one (UTC)
+        # would move the result by hours.
+        raise InputRejected("bad_timestamp", f"{field} has a time but no time zone (Z or +hh:mm "
+                            f"is required)", field)
     return parsed
 
 

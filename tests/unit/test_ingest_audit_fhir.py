@@ -1,0 +1,100 @@
+"""Ingest audit: FHIR R4 inputs a hospital sends, and what the user must see.
+
+Each test failed before the fix committed with it.
+"""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from neutrowatch.parsing.errors import InputRejected
+from neutrowatch.parsing.fhir import parse_fhir
+from samples import bundle_of
+
+
+def observation(**extra) -> dict:
+    resource = {
+        "resourceType": "Observation", "id": "anc1", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "751-8"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2024-01-01T08:30:00+01:00",
+        "valueQuantity": {"value": 0.4, "unit": "x10^3/uL", "system": "http://unitsofmeasure.org",
+                          "code": "10*3/uL"},
+    }
+    resource.update(extra)
+    return resource
+
+
+def rejected(resource, expected_type=None):
+    with pytest.raises(InputRejected) as info:
+        parse_fhir(resource, expected_type=expected_type)
+    return info.value.rejection
+
+
+# ---------------------------------------------------------------- time
+
+
+@pytest.mark.parametrize("name,value", [
+    ("effectiveDateTime", "2024-01-01T08:30:00"),
+    ("effectiveDateTime", "2024-01-01T08:30"),
+    ("effectiveInstant", "2024-01-01T08:30:00.123"),
+])
+def test_a_time_without_a_timezone_is_refused_naming_the_field(name, value):
+    # FHIR: "if hours and minutes are specified, a time zone SHALL be populated". It was read as
+    # UTC: a 08:30 draw in New York became 03:30 local, hours off in every time window.
+    resource = observation()
+    del resource["effectiveDateTime"]
+    resource[name] = value
+    r = rejected(resource)
+    assert (r.code, r.field) == ("bad_timestamp", f"Observation.{name}")
+    assert "time zone" in r.reason
+
+
+def test_a_date_without_a_time_is_still_accepted():
+    [anc] = parse_fhir(observation(effectiveDateTime="2024-01-01"))
+    assert anc.collected_at == datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def test_period_start_without_timezone_is_refused():
+    resource = observation(effectivePeriod={"start": "2024-01-01T08:30:00"})
+    del resource["effectiveDateTime"]
+    r = rejected(resource)
+    assert r.field == "Observation.effectivePeriod.start"
+
+
+def test_time_with_offset_is_kept():
+    [anc] = parse_fhir(observation())
+    assert anc.collected_at == datetime(2024, 1, 1, 8, 30, tzinfo=timezone(timedelta(hours=1)))
+
+
+# ---------------------------------------------------------------- subject
+
+
+def test_subject_referring_to_a_contained_patient_uses_its_identifier():
+    resource = observation(
+        subject={"reference": "#pat"},
+        contained=[{"resourceType": "Patient", "id": "pat", "birthDate": "2023-05-01",
+                    "identifier": [{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "MRN77"}]}])
+    [anc] = parse_fhir(resource)
+    assert (anc.patient_id, anc.assigning_authority) == ("MRN77", "urn:oid:1.2.36.146.595.217.0.1")
+    assert anc.birth_date == "2023-05-01" and anc.value == 400
+
+
+def test_contained_patient_without_identifier_is_refused_with_the_reason():
+    resource = observation(subject={"reference": "#pat"},
+                           contained=[{"resourceType": "Patient", "id": "pat"}])
+    r = rejected(resource)
+    assert (r.code, r.field) == ("missing_subject", "Observation.subject")
+    assert "contained Patient" in r.reason and "identifier" in r.reason
+
+
+def test_reference_to_a_missing_contained_resource_is_refused_with_the_reason():
+    r = rejected(observation(subject={"reference": "#nobody"}))
+    assert (r.code, r.field) == ("missing_subject", "Observation.subject")
+    assert "contained" in r.reason
+
+
+def test_contained_patient_inside_a_bundle_names_the_entry():
+    resource = observation(subject={"reference": "#pat"},
+                           contained=[{"resourceType": "Patient", "id": "pat"}])
+    r = rejected(bundle_of(resource))
+    assert r.field == "Bundle.entry[0].resource.Observation.subject"
