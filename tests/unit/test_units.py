@@ -57,3 +57,22 @@ def test_conversion_round_trips(pair, value):
     quantity, unit = pair
     back = from_canonical(quantity, to_canonical(quantity, value, unit), unit)
     assert math.isclose(back, value, rel_tol=1e-9, abs_tol=1e-9)
+
+
+# Ingest audit: spellings real reports use. "10³/µL" is how the case report writes ANC 0.3 x 10³/µL
+# and "mcL" is the US abbreviation of microlitre (K/mcL); both were refused as unknown units.
+@pytest.mark.parametrize("unit", ["10³/µL", "x10³/uL", "×10⁹/L", "10⁹/L", "K/mcL", "x10E3/mcL",
+                                  "10*3/mcL"])
+def test_superscript_powers_and_mcl_multiply_by_1000(unit):
+    assert to_canonical("count", 0.3, unit) == pytest.approx(300)
+
+
+@pytest.mark.parametrize("unit", ["cells/mcL", "/mcL", "10⁶/L"])
+def test_per_mcl_and_superscript_per_microlitre_are_canonical(unit):
+    assert to_canonical("count", 500, unit) == 500
+
+
+@pytest.mark.parametrize("unit", ["10¹²/L", "10⁶/µL"])
+def test_superscript_units_that_are_not_white_cell_counts_are_refused(unit):
+    with pytest.raises(UnitError):
+        to_canonical("count", 1.0, unit)

@@ -6,6 +6,7 @@ or not in a table is refused with :class:`UnitError`, never guessed.
 """
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 Quantity = Literal["count", "percent", "temperature"]
@@ -51,11 +52,19 @@ _CELSIUS = frozenset(["cel", "c", "degc", "°c", "deg.c", "degreesc", "celsius"]
 _FAHRENHEIT = frozenset(["[degf]", "f", "degf", "°f", "deg.f", "degreesf", "fahrenheit"])
 
 
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+_SUPERSCRIPT_POWER = re.compile(r"10([⁰¹²³⁴⁵⁶⁷⁸⁹]+)")
+
+
 def normalise_unit(unit: str) -> str:
-    """The lookup key of a unit: lower case, no spaces, 'u' for micro, '*' for '^'."""
-    text = "".join(unit.split()).lower()
+    """The lookup key of a unit: lower case, no spaces, 'u' for micro (µ, μ, 'mc' in '/mcL'),
+    '*' for '^' and for a superscript power ('10³' -> '10*3')."""
+    text = "".join(unit.split())
+    text = _SUPERSCRIPT_POWER.sub(lambda m: "10*" + m.group(1).translate(_SUPERSCRIPT), text)
+    text = text.lower()
     for micro in ("µ", "μ"):
         text = text.replace(micro, "u")
+    text = text.replace("/mcl", "/ul")
     return text.replace("^", "*").replace("×", "x")
 
 
