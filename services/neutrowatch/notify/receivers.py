@@ -10,6 +10,7 @@ import smtplib
 import socket
 import time
 import urllib.parse
+from collections import OrderedDict
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Callable, Protocol
@@ -121,8 +122,22 @@ def with_dedup_key(url: str, key: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode([*query, (param, key)])))
 
 
+def apprise_type(message: Message):
+    """The apprise notification type of a message: PagerDuty reads it as the event's severity
+    (critical / warning / info: what decides a night-time phone call), Opsgenie as its action. A
+    critical alert (or its escalation) is FAILURE, a warning WARNING, information and retraction
+    notices INFO."""
+    import apprise
+    if message.payload.get("purpose") == "retraction":
+        return apprise.NotifyType.INFO
+    severity = (message.payload.get("alert") or {}).get("severity")
+    return {"critical": apprise.NotifyType.FAILURE, "warning": apprise.NotifyType.WARNING}.get(
+        severity, apprise.NotifyType.INFO)
+
+
 class AppriseSender:
     type = "apprise"
+    REMEMBERED = 10_000  # messages whose services are partly done, kept in memory
 
     def __init__(self, urls: list[str], timeout: float):
         import apprise
@@ -131,25 +146,44 @@ class AppriseSender:
             if not apprise.Apprise().add(url):
                 raise ConfigError("an apprise URL was not understood")
         self.timeout = timeout
+        # delivery id -> indexes of the URLs that took the message: a retry after some services
+        # failed goes only to the others (not lost across a restart of notify: then all again)
+        self._done: OrderedDict[str, set[int]] = OrderedDict()
 
-    def notifier(self, delivery_id: str):
-        """An Apprise for one message: keyed services get the delivery id as their dedup key."""
+    def notifier(self, delivery_id: str, url: str):
+        """An Apprise for one service and one message: keyed services get the delivery id as their dedup key."""
         import apprise
         a = apprise.Apprise()
-        for url in self._urls:
-            a.add(with_dedup_key(url, delivery_id))
+        a.add(with_dedup_key(url, delivery_id))
         return a
 
     async def send(self, message: Message) -> None:
         loop = asyncio.get_running_loop()
-        notifier = self.notifier(message.payload["delivery_id"])
+        did = message.payload["delivery_id"]
+        done = self._done.setdefault(did, set())
+        self._done.move_to_end(did)
+        while len(self._done) > self.REMEMBERED:
+            self._done.popitem(last=False)
+        kind = apprise_type(message)
+
+        def run() -> bool:
+            ok = True
+            for i, url in enumerate(self._urls):
+                if i in done:
+                    continue
+                if self.notifier(did, url).notify(body=message.text, title=message.subject, notify_type=kind):
+                    done.add(i)
+                else:
+                    ok = False
+            return ok
+
         try:
-            ok = await asyncio.wait_for(loop.run_in_executor(
-                None, lambda: notifier.notify(body=message.text, title=message.subject)), self.timeout)
+            ok = await asyncio.wait_for(loop.run_in_executor(None, run), self.timeout)
         except asyncio.TimeoutError:
             raise DeliveryError("timeout", None, "apprise timed out", maybe_delivered=True) from None
         if not ok:
             raise DeliveryError("unavailable", None, "a notifier did not accept the message")
+        self._done.pop(did, None)
 
 
 def build(routing: Routing, settings: Settings, session: Callable[[], aiohttp.ClientSession],
