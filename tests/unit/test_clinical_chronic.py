@@ -131,6 +131,25 @@ def test_a_late_low_count_that_moves_the_start_earlier_makes_the_current_low_cou
     assert c.evidence["duration_days"] == 95 and c.evidence["episode_start"]["value"] == 1300
 
 
+def test_a_late_low_count_before_a_chronic_alert_already_sent_leaves_it_standing():
+    # chronic sent on day 95; a 1300 collected on day -10 arrives late: the neutropenia began
+    # earlier, which is no news about the patient: no retraction and no second chronic alert
+    out = stream([anc("a", 0, 1200), anc("b", 50, 1300), anc("c", 95, 1100), anc("late", -10, 1300)])
+    [c] = chronic(out[2])
+    assert [a for a in out[3] if a.kind in ("chronic_neutropenia", "alert_retracted")
+            and (a.kind == "chronic_neutropenia" or a.evidence["retracted_kind"] == "chronic_neutropenia")] == []
+    # should the episode go (every count entered in error), the alert sent is withdrawn in its own name
+    state = PatientState.empty()
+    for ev in [anc("a", 0, 1200), anc("b", 50, 1300), anc("c", 95, 1100), anc("late", -10, 1300)]:
+        state, _ = step(state, ev)
+    withdrawn = []
+    for oid, day in (("late", -10), ("a", 0), ("b", 50), ("c", 95)):
+        state, alerts = step(state, LabResult(f"obs-p-chronic-{oid}", f"ev-x-{oid}", "p-chronic", None, "anc",
+                                              None, "cells/uL", "X", T0 + timedelta(days=day), SRC))
+        withdrawn += [a.evidence["retracted_alert_id"] for a in alerts if a.kind == "alert_retracted"]
+    assert withdrawn.count(c.alert_id) == 1
+
+
 def test_a_late_low_count_before_three_months_is_not_chronic():
     out = stream([anc("a", 0, 1200), anc("b", 95, 2000), anc("late", 80, 1100)])
     assert chronic([a for alerts in out for a in alerts]) == []

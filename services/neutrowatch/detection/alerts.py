@@ -108,16 +108,11 @@ def _cnt(v: float | None) -> str:
     return "?" if v is None else f"{_num(v)}/uL"
 
 
-_DEFAULT = DetectionConfig()
-
-
 def render(f: Finding, patient_key: str, patient_id: str, authority: str | None,
-           anc: list[Obs], adms: list[Adm], extra: dict[str, Any] | None = None,
-           config: DetectionConfig | None = None) -> Alert:
-    """``config``: the settings the rules ran with (their figures in the texts); default settings
-    when not given."""
-    summary, evidence = RENDER[f.kind](f, anc, adms, config or _DEFAULT)
-    evidence = {"rule": f.kind, **evidence, **(extra or {})}
+           anc: list[Obs], adms: list[Adm], config: DetectionConfig) -> Alert:
+    """``config``: the settings the rules ran with (the texts and evidence give their figures)."""
+    summary, evidence = RENDER[f.kind](f, anc, adms, config)
+    evidence = {"rule": f.kind, **evidence}
     return Alert(alert_id(patient_key, f.kind, f.anchor), patient_id, patient_key, f.kind,
                  f.severity, iso(f.t), summary, evidence, _num(f.value), authority)
 
@@ -214,7 +209,7 @@ def _chronic(f: Finding, anc, adms, config):
     days = round((f.t - c["start"][0]) / 86400)
     s = (f"Chronic neutropenia: below {_cnt(c['limits'].normal)} for {days} days without recovery "
          f"(since {iso(c['start'][0])[:10]}, nadir {_cnt(c['nadir'][2])}).")
-    return s, {"chronic_after_days": 90, "duration_days": days,
+    return s, {"chronic_after_days": _num(config.chronic_days), "duration_days": days,
                "thresholds": c["limits"].as_evidence(), "episode_start": obs(c["start"]),
                "nadir": obs(c["nadir"]), "observations": [obs(c["start"]), obs(anc[c["index"]])]}
 
@@ -226,7 +221,8 @@ def _cyclic(f: Finding, anc, adms, config):
     pts = [o for o in anc if p.t - p.span_days * 86400 - 1 <= o.t <= p.t]
     return s, {"method": "lomb-scargle", "period_days": p.period_days, "power": p.power,
                "false_alarm_probability": p.fap, "points": p.points, "span_days": p.span_days,
-               "nadir": _num(p.nadir), "peak": _num(p.peak), "search_days": [14, 35],
+               "nadir": _num(p.nadir), "peak": _num(p.peak),
+               "search_days": [_num(config.cyclic_min_period_days), _num(config.cyclic_max_period_days)],
                "infusion_locked": False, "observations": [obs(o) for o in pts]}
 
 
@@ -279,9 +275,10 @@ def _baseline(f: Finding, anc, adms, config):
     what = " and ".join(why[r] for r in f.ctx["reasons"])
     given = _doses([c.mgkg], [c.mg])
     dose = f" ({given})" if given else ""
-    s = f"{what}{dose} with no ANC in the preceding 30 days: obtain a CBC with differential."
+    days = _num(config.ivig_baseline_days)
+    s = f"{what}{dose} with no ANC in the preceding {days} days: obtain a CBC with differential."
     prev = f.ctx["previous"]
-    return s, {"reasons": f.ctx["reasons"], "baseline_days": 30,
+    return s, {"reasons": f.ctx["reasons"], "baseline_days": days,
                "administrations": [adm(a, c.interval_days) for a in c.adms],
                "previous_course": None if prev is None else {"started_at": iso(prev[0]),
                                                               "dose_mg_per_kg": _num(prev[1]),

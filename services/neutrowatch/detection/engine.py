@@ -40,7 +40,7 @@ def step(state: PatientState, event: Event, config: DetectionConfig | None = Non
     current = _holding(state, findings)
     if state.anc is not merged.anc or state.temps is not merged.temps or state.adms is not merged.adms:
         state, current = _settle(state, current, merged, config)  # the bound dropped rows
-    return _diff(state, current, change, event)
+    return _diff(state, current, change, event, config)
 
 
 def run(events: Iterable[Event], config: DetectionConfig | None = None,
@@ -253,7 +253,7 @@ def active_alerts(state: PatientState, config: DetectionConfig | None = None) ->
     live = [o for o in state.anc if o.v is not None]
     unsent = unsent_ids(state)
     return [render(f, state.patient_key, state.patient_id, state.assigning_authority, live,
-                   list(state.adms)) for f in findings
+                   list(state.adms), config) for f in findings
             if not unsent or alert_id(state.patient_key, f.kind, f.anchor) not in unsent]
 
 
@@ -273,7 +273,7 @@ def unsent_ids(state: PatientState) -> set[str]:
 # (kind, t, AS, sent_id): holds in place of the alert sent as sent_id (see _moved_earlier)
 KEPT, UNSENT, AS = "kept", "unsent", "as"
 # alerts about an episode as a whole: a late result moving its start earlier does not make it new
-EPISODE_ONSETS = ("severe_neutropenia", "agranulocytosis")
+EPISODE_ALERTS = ("severe_neutropenia", "agranulocytosis", "chronic_neutropenia")
 
 
 def _holding(state: PatientState, findings: list[Finding]) -> dict[str, Finding]:
@@ -326,8 +326,8 @@ def _with_search_of(state: PatientState, merged: PatientState, config: Detection
     return merged
 
 
-def _diff(state: PatientState, current: dict[str, Finding], change: Change, event: Event
-          ) -> tuple[PatientState, list[Alert]]:
+def _diff(state: PatientState, current: dict[str, Finding], change: Change, event: Event,
+          config: DetectionConfig) -> tuple[PatientState, list[Alert]]:
     key = state.patient_key
     emitted = state.emitted
     gone = [aid for aid, e in emitted.items() if aid not in current and _standing(e)]
@@ -352,7 +352,7 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
         live = [o for o in state.anc if o.v is not None]
         adms = list(state.adms)
         for aid, f in sorted(new, key=lambda kv: (kv[1].t, kv[1].kind, kv[0])):
-            out.append(render(f, key, state.patient_id, state.assigning_authority, live, adms))
+            out.append(render(f, key, state.patient_id, state.assigning_authority, live, adms, config))
             emitted[aid] = (f.kind, f.t)
     return state.evolve(emitted=emitted), out
 
@@ -380,7 +380,7 @@ def _moved_earlier(gone: list[str], new: list[tuple[str, Finding]], emitted: dic
         return gone, new
     for aid in sorted(gone, key=lambda i: emitted[i][1]):
         kind, t = emitted[aid][:2]
-        if kind not in EPISODE_ONSETS or change.t > t:
+        if kind not in EPISODE_ALERTS or change.t > t:
             continue
         match = next(((nid, f) for nid, f in new if f.kind == kind and f.t <= t), None)
         if match is None:
