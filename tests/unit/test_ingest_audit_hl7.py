@@ -124,3 +124,29 @@ def test_malformed_escape_does_not_log_the_patient_identifier(caplog):
         parse_hl7(oru(anc_obx(), pid=pid))
     assert "SECRET123" not in caplog.text
     assert not any("SECRET123" in str(r.args) for r in caplog.records)
+
+
+# ---------------------------------------------------------------- derived ANC
+
+
+WBC = "OBX|{n}|NM|6690-2^Leukocytes^LN||4.0|10*3/uL||L|||F"
+NEUT_TOTAL = "OBX|{n}|NM|770-8^Neutrophils/100 leukocytes by automated count^LN||25|%||L|||F"
+SEGS = "OBX|{n}|NM|26505-8^Segmented neutrophils/100 leukocytes^LN||20|%||L|||F"
+BANDS = "OBX|{n}|NM|35332-6^Band neutrophils/100 leukocytes^LN||5|%||N|||F"
+
+
+@pytest.mark.parametrize("order", [(WBC, NEUT_TOTAL, SEGS, BANDS), (WBC, SEGS, NEUT_TOTAL, BANDS),
+                                   (BANDS, NEUT_TOTAL, SEGS, WBC)])
+def test_bands_are_added_to_segmented_not_to_total_neutrophils(order):
+    # An automated total (770-8, bands included) and a manual smear (segs 26505-8 + bands 35332-6)
+    # in one specimen: ANC = 4000 x (20 + 5) % = 1000. With 770-8 listed first it was
+    # 4000 x (25 + 5) % = 1200: the bands counted twice, and the value depended on OBX order.
+    obxs = [seg.format(n=i) for i, seg in enumerate(order, 1)]
+    anc = only_anc(oru(*obxs))
+    assert (anc.value, anc.provenance) == (1000, "derived")
+    assert sorted(c.code for c in anc.components) == ["26505-8", "35332-6", "6690-2"]
+
+
+def test_total_neutrophils_without_bands_is_preferred_to_segmented():
+    anc = only_anc(oru(*(s.format(n=i) for i, s in enumerate((WBC, SEGS, NEUT_TOTAL), 1))))
+    assert anc.value == 1000  # 4000 x 25 %, not 4000 x 20 % (segmented only)

@@ -121,6 +121,21 @@ def _finding(provenance: str, anchor: Part, used: list[Part], compute) -> AncFin
     )
 
 
+# Segmented neutrophils % (LOINC): the part that bands % completes. A total neutrophil % (770-8
+# automated, 26511-6) already holds the bands an analyser cannot tell apart.
+_SEGMENTED_PERCENT = frozenset({"26505-8"})
+
+
+def _neutrophil_percent(parts: list[Part], with_bands: bool) -> Part | None:
+    """The neutrophil % of a derivation, whatever the order of the results: with bands %, the
+    segmented % (segs + bands); without, a total neutrophil % before a segmented-only one."""
+    percents = [p for p in parts if p.role == "neutrophils_percent"]
+    segmented = [p for p in percents if p.code.code in _SEGMENTED_PERCENT]
+    total = [p for p in percents if p.code.code not in _SEGMENTED_PERCENT]
+    ordered = segmented + total if with_bands else total + segmented
+    return ordered[0] if ordered else _first(parts, "neutrophils_fraction")
+
+
 def anc_from_parts(parts: list[Part]) -> AncFinding | None:
     """The ANC of one specimen, or None when its parts do not give one. Checks plausibility."""
     for part in parts:
@@ -136,10 +151,10 @@ def anc_from_parts(parts: list[Part]) -> AncFinding | None:
         finding = _finding("direct", segmented, [segmented], lambda: segmented.value)
     else:
         wbc = _first(parts, "wbc")
-        neut = _first(parts, "neutrophils_percent") or _first(parts, "neutrophils_fraction")
+        bands = _first(parts, "bands_percent")
+        neut = _neutrophil_percent(parts, with_bands=bands is not None)
         if wbc is None or neut is None:
             return None
-        bands = _first(parts, "bands_percent")
         used = [wbc, neut] + ([bands] if bands else [])
         finding = _finding("derived", wbc, used, lambda: wbc.value * (
             neut.value + (bands.value if bands else 0.0)) / 100.0)
