@@ -485,3 +485,20 @@ def test_an_acknowledged_critical_does_not_escalate_while_its_first_receiver_is_
     for t in range(int(T0), int(T0 + 4000), 120):
         h.tick(float(t))
     assert h.rx["pager"].got == [] and h.rx["consultant"].got == []
+
+
+def test_a_retraction_notice_says_why_the_alert_was_withdrawn(tmp_path):
+    """The notice told the ward board and on-call only that the febrile neutropenia 'no longer
+    holds', not what changed (here: the fever reading was deleted, the count still stands)."""
+    h = Harness(tmp_path, EXAMPLE)
+    crit = alert(1, "febrile_neutropenia", "critical", anc=300.0)
+    h.feed(crit)
+    h.tick()
+    h.feed(retraction(2, crit, cause="deleted_result"))
+    h.tick(T0 + 5)
+    for receiver in ("board", "oncall"):
+        notice = h.rx[receiver].got[-1]
+        assert notice.subject == "[NeutroWatch] RETRACTED: febrile neutropenia for 123"
+        assert "no longer holds (deleted result)" in notice.text
+        assert notice.payload["retraction"]["evidence"]["cause"] == "deleted_result"
+        assert notice.payload["alert"]["alert_id"] == crit["alert_id"]  # what is withdrawn

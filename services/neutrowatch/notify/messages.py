@@ -32,14 +32,15 @@ POSSIBLE_DUPLICATE = ("Possible duplicate: an earlier attempt to send this messa
 
 
 def render_unit(items: Sequence[tuple[Mapping[str, Any], Job, str | None]], public_url: str, delivery: str,
-                redelivery: bool = False) -> Message:
+                redelivery: bool = False, retraction: Mapping[str, Any] | None = None) -> Message:
     """One message about one or more alerts of a patient to one receiver; ``items`` are (alert, job,
     ack token). One alert: the single-alert message. Several (a group): every alert listed, most
-    severe first, each with its own links, and the webhook body's ``alerts`` has them all."""
+    severe first, each with its own links, and the webhook body's ``alerts`` has them all.
+    ``retraction``: for a retraction notice, the alert_retracted record (why it was withdrawn)."""
     ordered = sorted(items, key=lambda i: (_SEVERITY_ORDER.get(i[0]["severity"], 3), i[0]["observed_at"]))
     if len(ordered) == 1:
         alert, job, token = ordered[0]
-        m = render(alert, job, public_url, token, delivery)
+        m = render(alert, job, public_url, token, delivery, retraction)
         entries = [_entry(alert, job, public_url, token)]
         subject, text = m.subject, m.text
     else:
@@ -65,6 +66,8 @@ def render_unit(items: Sequence[tuple[Mapping[str, Any], Job, str | None]], publ
                # the first (most severe) alert, as in a single-alert message; ``alerts`` has them all
                "alert_url": head["alert_url"], "ack_url": head["ack_url"], "alert": head["alert"],
                "alerts": entries}
+    if retraction is not None and job.purpose == RETRACTION:
+        payload["retraction"] = dict(retraction)
     return Message(subject, text, payload)
 
 
@@ -87,7 +90,7 @@ def _alert_lines(alert: Mapping[str, Any], public_url: str, token: str | None) -
 
 
 def render(alert: Mapping[str, Any], job: Job, public_url: str, ack_token: str | None,
-           delivery: str | None = None) -> Message:
+           delivery: str | None = None, retraction: Mapping[str, Any] | None = None) -> Message:
     base = public_url.rstrip("/")
     alert_url = f"{base}/alerts/{alert['alert_id']}"
     ack_url = f"{base}/ack?token={ack_token}" if ack_token else None
@@ -96,6 +99,8 @@ def render(alert: Mapping[str, Any], job: Job, public_url: str, ack_token: str |
     if job.purpose == RETRACTION:
         subject = f"[NeutroWatch] RETRACTED: {kind} for {alert['patient_id']}"
         lead = "This alert no longer holds and is withdrawn; no action is needed for it."
+        if retraction is not None:  # what changed: the engine's sentence with the cause
+            lead += "\n" + str(retraction["summary"])
     elif job.purpose == ESCALATION:
         subject = f"[NeutroWatch] ESCALATION {job.level}: {sev} {kind} for {alert['patient_id']} (not acknowledged)"
         lead = f"Not acknowledged yet: escalation level {job.level}."
@@ -114,6 +119,8 @@ def render(alert: Mapping[str, Any], job: Job, public_url: str, ack_token: str |
     payload = {"delivery_id": delivery or delivery_id(job), "purpose": job.purpose, "level": job.level, "receiver": job.receiver,
                "alert_url": alert_url, "ack_url": ack_url if job.purpose != RETRACTION else None,
                "alert": alert}  # the whole explained alert (evidence, counts, linked infusions)
+    if retraction is not None and job.purpose == RETRACTION:
+        payload["retraction"] = dict(retraction)
     return Message(subject, "\n".join(lines) + "\n", payload)
 
 

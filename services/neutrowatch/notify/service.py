@@ -257,7 +257,8 @@ class NotifyService:
         items = [(alert, j, messages.sign_ack(self.ack_secret, j.alert_id, j.receiver,
                                               now + self.s.notify_ack_link_ttl_seconds) if j.purpose != "retraction" else None)
                  for j, alert, _ in go]
-        message = messages.render_unit(items, self.s.notify_public_url, flight.delivery_id, redelivery)
+        retraction = await store.retraction_of(go[0][0].alert_id) if go[0][0].purpose == "retraction" else None
+        message = messages.render_unit(items, self.s.notify_public_url, flight.delivery_id, redelivery, retraction)
         try:
             await asyncio.wait_for(self.senders[receiver].send(message), self.s.notify_send_timeout_seconds + 1)
         except (decisions.DeliveryError, asyncio.TimeoutError) as exc:

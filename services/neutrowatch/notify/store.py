@@ -6,7 +6,8 @@ score is pushed out by a lease, so a crashed sender's job comes back); P:jobdata
 P:leased job key -> lease end (a claimed job no other claim may take); P:ajobs:{id} job keys of
 an alert; P:gpend:{receiver}|{patient_key} first notices waiting in a group; P:inflight:{id} job
 key -> the delivery started for it and not yet recorded (delivery id, member keys, state);
-P:sent:{id} delivered job keys -> time; P:ack:{id}; P:retracted:{id}; P:rplanned:{id} the
+P:sent:{id} delivered job keys -> time; P:ack:{id}; P:retracted:{id} the id of the
+alert_retracted record that withdrew it; P:rplanned:{id} the
 retraction notices of the alert are planned; P:crit:{patient_key} criticals of a patient;
 P:silences; P:open_critical zset (unacknowledged, unretracted delivered criticals -> first
 delivery); P:outbox audit records not yet on Kafka.
@@ -128,7 +129,7 @@ class Store:
             cmds += [["HSET", self.k("crit", alert["patient_key"]), alert["alert_id"], crit],
                      ["EXPIRE", self.k("crit", alert["patient_key"]), KEEP_SECONDS]]
         if retracts:  # a withdrawn critical no longer inhibits the patient's warnings
-            cmds += [["SET", self.k("retracted", retracts), "1", "EX", KEEP_SECONDS],
+            cmds += [["SET", self.k("retracted", retracts), alert["alert_id"], "EX", KEEP_SECONDS],
                      ["ZREM", self.k("open_critical"), retracts],
                      ["HDEL", self.k("crit", alert["patient_key"]), retracts]]
         value = json.dumps({"alert": alert, "produced_at": produced_at})
@@ -165,6 +166,15 @@ class Store:
         return (frozenset(k.decode() for k in sent),
                 {k.decode(): InFlight.from_dict(json.loads(v)) for k, v in flying.items()},
                 [Job.from_dict(json.loads(d)) for d in data if d])
+
+    async def retraction_of(self, alert_id: str) -> dict | None:
+        """The alert_retracted record that withdrew the alert (None for a flag written before
+        the record's id was kept, or when the record has expired)."""
+        rid = await self.r.get(self.k("retracted", alert_id))
+        if rid is None or rid == b"1":
+            return None
+        record, _ = await self.alert(rid.decode())
+        return record
 
     async def retraction_planned(self, alert_id: str) -> bool:
         return bool(await self.r.exists(self.k("rplanned", alert_id)))
