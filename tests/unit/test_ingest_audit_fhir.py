@@ -98,3 +98,31 @@ def test_contained_patient_inside_a_bundle_names_the_entry():
                            contained=[{"resourceType": "Patient", "id": "pat"}])
     r = rejected(bundle_of(resource))
     assert r.field == "Bundle.entry[0].resource.Observation.subject"
+
+
+# ---------------------------------------------------------------- value
+
+
+@pytest.mark.parametrize("comparator", ["~", "<<", "less than", 5])
+def test_an_invalid_comparator_is_refused_naming_the_field(comparator):
+    # FHIR Quantity.comparator is one of < <= >= > ad; anything else was copied into the
+    # original value ("~0.4") and the number used as if exact.
+    resource = observation()
+    resource["valueQuantity"]["comparator"] = comparator
+    r = rejected(resource)
+    assert r.field == "Observation.valueQuantity.comparator"
+    assert "comparator" in r.reason
+
+
+@pytest.mark.parametrize("comparator", ["<", "<=", ">=", ">", "ad"])
+def test_valid_comparators_are_kept_in_the_original_value(comparator):
+    resource = observation()
+    resource["valueQuantity"]["comparator"] = comparator
+    [anc] = parse_fhir(resource)
+    assert (anc.value, anc.original_value) == (400, f"{comparator}0.4")
+
+
+def test_a_partial_date_is_refused_as_imprecise_not_as_not_a_datetime():
+    r = rejected(observation(effectiveDateTime="2024-01"))
+    assert (r.code, r.field) == ("bad_timestamp", "Observation.effectiveDateTime")
+    assert "day" in r.reason

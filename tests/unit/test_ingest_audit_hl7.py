@@ -150,3 +150,11 @@ def test_bands_are_added_to_segmented_not_to_total_neutrophils(order):
 def test_total_neutrophils_without_bands_is_preferred_to_segmented():
     anc = only_anc(oru(*(s.format(n=i) for i, s in enumerate((WBC, SEGS, NEUT_TOTAL), 1))))
     assert anc.value == 1000  # 4000 x 25 %, not 4000 x 20 % (segmented only)
+
+
+def test_administration_time_without_offset_takes_the_offset_of_msh_7():
+    from samples import RAS_IVIG, hl7_text
+    text = (hl7_text(RAS_IVIG).replace("20240305124500+0000", "20240305124500-0500")
+            .replace("20240305083000+0000", "20240305083000"))
+    [admin] = parse_hl7(text).events
+    assert admin.started_at == datetime(2024, 3, 5, 13, 30, tzinfo=timezone.utc)

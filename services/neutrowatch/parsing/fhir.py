@@ -32,6 +32,8 @@ _ADMIN_STATUS = {"completed": "completed", "in-progress": "in-progress", "on-hol
                  "stopped": "stopped"}
 _BIRTH_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _ZONED = re.compile(r"(Z|[+-]\d{2}:\d{2})$")
+_PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2})?$")
+_COMPARATORS = frozenset({"<", "<=", ">=", ">", "ad"})
 
 
 def resource_kind(resource: Any) -> ResourceKind | None:
@@ -201,6 +203,9 @@ def _datetime(value: Any, field: str) -> datetime | None:
     if value is None:
         return None
     parsed = parse_fhir_datetime(value)
+    if parsed is None and isinstance(value, str) and _PARTIAL_DATE.match(value.strip()):
+        raise InputRejected("bad_timestamp", f"{field} gives only a year or month; a result needs "
+                            f"at least the day it was collected", field)
     if parsed is None:
         raise InputRejected("bad_timestamp", f"{field} is not a FHIR dateTime", field)
     if "T" in value and not _ZONED.search(value.strip()):
@@ -266,7 +271,11 @@ def _value(obs: dict, path: str, code: Coding, role: str):
         if not math.isfinite(number):
             raise InputRejected("non_numeric_value",
                                 f"{field} for {describe(code, role)} is not a finite number", field)
-        comparator = as_str(quantity.get("comparator")) or ""
+        comparator = quantity.get("comparator")
+        if comparator is not None and comparator not in _COMPARATORS:
+            field = f"{path}.valueQuantity.comparator"
+            raise InputRejected("bad_comparator", f"{field} is not one of <, <=, >=, >, ad", field)
+        comparator = comparator or ""
         unit = as_str(quantity.get("code")) or as_str(quantity.get("unit"))  # UCUM code first
         units = [unit] if unit else []
         return number, f"{comparator}{raw}", units, f"{path}.valueQuantity.unit"
