@@ -86,6 +86,11 @@ def test_example_file_loads():
      "    - match: {severity: urgent}\n      receiver: a\n", 6, "'urgent' is not info, warning or critical"),
     ("receivers:\n  a: {type: email, to: a@x.example}\nroute:\n  receiver: a\n  routes:\n"
      "    - match: {colour: red}\n      receiver: a\n", 6, "unknown key 'colour'"),
+    ("receivers:\n  a: {type: email, to: a@x.example}\nroute:\n  receiver: a\n  routes:\n"
+     "    - match: {kind: [agranulocytosis, febrile_neutropaenia]}\n      receiver: a\n", 6,
+     "'febrile_neutropaenia' is not an alert kind"),
+    ("receivers:\n  a: {type: email, to: a@x.example}\nroute:\n  receiver: a\n  routes:\n"
+     "    - match: {kind: alert_retracted}\n      receiver: a\n", 6, "retraction notices go to the receivers"),
     ("receivers:\n  a: {type: fax, to: a@x.example}\nroute:\n  receiver: a\n", 2, "unknown type 'fax'"),
     ("receivers:\n  a: {type: webhook, url: 'http://h/'}\nroute:\n  receiver: a\n", 2,
      "exactly one of 'secret_env' or 'secret_file'"),

@@ -285,6 +285,15 @@ class _Loader:
                     for v, item in zip(vals, _items(values)):
                         if v not in ("info", "warning", "critical"):
                             self.fail(item, f"{what} match.severity: {v!r} is not info, warning or critical")
+                if name == "kind":  # a misspelt kind would silently send that kind down the default route
+                    kinds = alert_kinds()
+                    for v, item in zip(vals, _items(values)):
+                        if v == "alert_retracted":
+                            self.fail(item, f"{what} match.kind: alert_retracted is never routed (retraction "
+                                            "notices go to the receivers that were told about the alert)")
+                        if v not in kinds:
+                            self.fail(item, f"{what} match.kind: {v!r} is not an alert kind "
+                                            f"(one of: {', '.join(k for k in kinds if k != 'alert_retracted')})")
                 matchers.append((name, frozenset(vals)))
         route = Route(
             receiver=self.ref(spec["receiver"], f"{what} receiver") if "receiver" in spec else parent.receiver,
@@ -314,6 +323,12 @@ class _Loader:
             self.fail(spec["delay"], f"{what} escalation delay must be > 0")
         repeats = self.integer(spec["max_repeats"], f"{what} escalation max_repeats") if "max_repeats" in spec else 0
         return Escalation(receivers, delay, repeats)
+
+
+def alert_kinds() -> tuple[str, ...]:
+    """The alert kinds of the alert record schema (schemas/alert.v1.schema.json)."""
+    from neutrowatch import schemas
+    return tuple(schemas._load("alert.v1")["properties"]["kind"]["enum"])
 
 
 def _items(node) -> list:
