@@ -252,6 +252,21 @@ def hover_alert(page: Page, alert_id: str) -> dict:
     return hover(page, *found)
 
 
+def test_ivig_doses_given_as_a_mass_are_shown_as_given(stack, page):
+    # the IVIG case as a hospital that records the total mass (70 g) rather than 1 g/kg
+    records = fresh("ivig_case", new_tag())
+    for r in records:
+        if r.get("dose"):
+            r["dose"] = {"value": 70, "unit": "g", "mg": 70000}
+    key, _ = settled(stack, records)
+    page.open(f"/patients/{q(key)}")
+    assert page.page.get_attribute("body", "data-ready") == "true", page.page.inner_text("#load-error")
+    doses = page.page.locator("#ivig-table tbody tr td:nth-child(2)").all_inner_texts()
+    assert doses and set(doses) == {"70 g"}
+    assert hover(page, "IVIG infusion", 0)["title"].endswith("IVIG infusion · 70 g")
+    assert page.console_errors == [] and page.page_errors == []
+
+
 def test_temperatures_and_watched_drugs_are_drawn(stack, page):
     for scenario in ("febrile", "drug_induced"):
         records = fresh(scenario, new_tag())

@@ -114,7 +114,7 @@ function tooltip(floor) {
         if (r.adm) {
           const what = r.adm.role === "ivig" ? "IVIG infusion"
             : `${r.adm.drug_class}${r.adm.role === "watched" ? " (watch list)" : ""}`;
-          return `${what} · ${doseText(r.adm.dose_mg_per_kg)}`;
+          return `${what} · ${doseText(r.adm)}`;
         }
         const a = r.alert;
         return `${a.severity[0].toUpperCase()}${a.severity.slice(1)} · ${kindLabel(a.kind)}`;

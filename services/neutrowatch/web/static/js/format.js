@@ -26,9 +26,12 @@ const dateOnly = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "shor
 export const when = (iso) => (iso ? dateTime.format(new Date(iso)) : "–");
 export const day = (iso) => (iso ? dateOnly.format(new Date(iso)) : "–");
 
-export function doseText(mgPerKg) {
-  if (mgPerKg === null || mgPerKg === undefined) return "dose not given";
-  return mgPerKg >= 1000 ? `${num(mgPerKg / 1000)} g/kg` : `${num(mgPerKg)} mg/kg`;
+// The dose of an administration or course as given: per kg (dose_mg_per_kg) or a mass (dose_mg).
+export function doseText({ dose_mg_per_kg: perKg, dose_mg: mass }) {
+  const mg = (v, unit) => (v >= 1000 ? `${num(v / 1000)} g${unit}` : `${num(v)} mg${unit}`);
+  if (perKg !== null && perKg !== undefined) return mg(perKg, "/kg");
+  if (mass !== null && mass !== undefined) return mg(mass, "");
+  return "dose not given";
 }
 
 // Split a long sentence into tooltip lines of at most `width` characters.

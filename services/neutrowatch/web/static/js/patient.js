@@ -47,7 +47,7 @@ function point(p) {
 function ivigTable(timeline) {
   const rows = timeline.ivig_courses.map((c) => el("tr", {},
     el("td", { class: "nowrap" }, day(c.started_at)),
-    el("td", { class: "nowrap" }, doseText(c.dose_mg_per_kg)),
+    el("td", { class: "nowrap" }, doseText(c)),
     el("td", { class: "num" }, c.interval_days === null ? "–" : `${num(c.interval_days)} d`),
     el("td", { class: "num" }, point(c.pre)),
     el("td", { class: "num" }, point(c.early)),
