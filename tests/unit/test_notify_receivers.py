@@ -76,3 +76,49 @@ def test_a_retry_after_one_service_failed_goes_only_to_the_services_that_did_not
     assert urls.count("nwtestpager://chat") == 1 and urls.count("nwtestpager://pager") == 4
     send(sender, message(alert(n=2)))  # the next message goes to both again
     assert [c[0] for c in CALLS[-2:]] == ["nwtestpager://chat", "nwtestpager://pager"]
+
+
+class FakeSMTP:
+    """smtplib.SMTP stand-in: ``refuse`` maps recipient -> (code, text) for the next sends."""
+    sent: list[list[str]] = []
+    refuse: dict[str, tuple[int, bytes]] = {}
+
+    def __init__(self, host, port, timeout=None):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def send_message(self, mail, from_addr=None, to_addrs=None):
+        to = list(to_addrs) if to_addrs else [a.strip() for a in mail["To"].split(",")]
+        refused = {a: FakeSMTP.refuse[a] for a in to if a in FakeSMTP.refuse}
+        if len(refused) == len(to):
+            import smtplib
+            raise smtplib.SMTPRecipientsRefused(refused)
+        FakeSMTP.sent.append([a for a in to if a not in refused])
+        return refused
+
+
+def test_an_email_refused_for_one_recipient_is_retried_for_that_recipient_only(monkeypatch):
+    """An email receiver for on-call and consultant: the consultant's mailbox answers 452 (try
+    later). That was recorded as delivered and the consultant never got the critical; a plain
+    retry would send the on-call a second copy."""
+    import smtplib
+
+    from neutrowatch.notify.receivers import EmailSender
+    from neutrowatch.platform.settings import Settings
+    monkeypatch.setattr(smtplib, "SMTP", FakeSMTP)
+    FakeSMTP.sent, FakeSMTP.refuse = [], {"consultant@x.example": (452, b"mailbox busy")}
+    sender = EmailSender(["oncall@x.example", "consultant@x.example"], Settings())
+    m = message(alert())
+    with pytest.raises(d.DeliveryError) as err:
+        send(sender, m)
+    assert (err.value.kind, err.value.code) == ("smtp", 452) and d.classify(err.value).go
+    FakeSMTP.refuse = {}
+    send(sender, m)
+    assert FakeSMTP.sent == [["oncall@x.example"], ["consultant@x.example"]]
+    send(sender, message(alert(n=2)))
+    assert FakeSMTP.sent[-1] == ["oncall@x.example", "consultant@x.example"]

@@ -38,14 +38,22 @@ class Sender(Protocol):
 class EmailSender:
     type = "email"
 
+    REMEMBERED = 10_000  # messages some recipients of which refused them, kept in memory
+
     def __init__(self, to: list[str], settings: Settings):
         self.to, self.s = to, settings
+        # delivery id -> recipients the server accepted it for: a retry after some recipients
+        # were refused goes only to the others (after a restart of notify: to all again)
+        self._done: OrderedDict[str, set[str]] = OrderedDict()
 
     async def send(self, message: Message) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._send, message)
 
     def _send(self, message: Message) -> None:
         s = self.s
+        did = message.payload["delivery_id"]
+        done = self._done.get(did, set())
+        todo = [a for a in self.to if a not in done]
         mail = EmailMessage()
         mail["From"], mail["To"], mail["Subject"] = s.notify_smtp_from, ", ".join(self.to), message.subject
         mail["Message-ID"] = f"<{message.payload['delivery_id']}@neutrowatch>"
@@ -61,7 +69,7 @@ class EmailSender:
                     smtp.login(s.notify_smtp_username,
                                s.notify_smtp_password.get_secret_value() if s.notify_smtp_password else "")
                 sent_data = True  # from here on the server may have the message
-                smtp.send_message(mail)
+                refused = smtp.send_message(mail, to_addrs=todo) or {}
         except smtplib.SMTPRecipientsRefused as exc:
             code = min(c for c, _ in exc.recipients.values())
             raise DeliveryError("smtp", code, "recipients refused") from None
@@ -71,6 +79,14 @@ class EmailSender:
             raise DeliveryError("timeout", None, "SMTP timed out", maybe_delivered=True) from None
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise DeliveryError("connection", None, type(exc).__name__, maybe_delivered=sent_data) from None
+        if refused:  # accepted for the others: remember them, and fail for the refused ones
+            self._done[did] = done | {a for a in todo if a not in refused}
+            self._done.move_to_end(did)
+            while len(self._done) > self.REMEMBERED:
+                self._done.popitem(last=False)
+            code = min(c for c, _ in refused.values())
+            raise DeliveryError("smtp", code, f"{len(refused)} of {len(todo)} recipients refused")
+        self._done.pop(did, None)
 
 
 class WebhookSender:
