@@ -1,6 +1,7 @@
 """The Alert record and how each finding reads: one sentence for a phone, structured evidence."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -62,10 +63,15 @@ def obs(o: Obs | tuple | None) -> dict[str, Any] | None:
     if o is None:
         return None
     if isinstance(o, Obs):
-        return {"observation_id": o.oid, "value": _num(o.v), "unit": "cells/uL",
-                "collected_at": iso(o.t), "status": o.st}
-    t, oid, v = o  # an episode start/nadir summarised as (t, oid, value)
-    return {"observation_id": oid, "value": _num(v), "unit": "cells/uL", "collected_at": iso(t)}
+        d = {"observation_id": o.oid, "value": _num(o.v), "unit": "cells/uL",
+             "collected_at": iso(o.t), "status": o.st}
+    else:
+        t, oid, v = o  # an episode start/nadir summarised as (t, oid, value)
+        d = {"observation_id": oid, "value": _num(v), "unit": "cells/uL", "collected_at": iso(t)}
+    bound = _bound(o.v if isinstance(o, Obs) else o[2])
+    if bound:
+        d["comparator"] = bound  # reported as "<100": the count is below the value
+    return d
 
 
 def adm(a: Adm, interval_days: float | None = None) -> dict[str, Any]:
@@ -83,7 +89,22 @@ def adm(a: Adm, interval_days: float | None = None) -> dict[str, Any]:
 def _num(v: float | None) -> float | int | None:
     if v is None:
         return None
+    if _bound(v):  # "<100" is kept as the float just below 100: its figure is 100
+        v = round(float(v), 6)
     return int(v) if float(v).is_integer() else round(float(v), 2)
+
+
+def _bound(v: float | None) -> str:
+    """"<" for a count reported as "<X" (history.lab_obs keeps it as the float just below X, a
+    figure of at most 6 decimals), ">" for ">X", "" for a count as measured."""
+    if v is None or not math.isfinite(v):
+        return ""
+    x = float(v)
+    figure = round(x, 6)
+    if figure == x:
+        return ""
+    return "<" if math.nextafter(x, math.inf) == figure else (
+        ">" if math.nextafter(x, -math.inf) == figure else "")
 
 
 def _dose_mg(mg: float | None) -> dict[str, Any]:
@@ -105,7 +126,8 @@ def _k(v: float | None) -> str:
 
 
 def _cnt(v: float | None) -> str:
-    return "?" if v is None else f"{_num(v)}/uL"
+    """A count for a text: "400/uL", or "<100/uL" for one reported as below 100."""
+    return "?" if v is None else f"{_bound(v)}{_num(v)}/uL"
 
 
 def render(f: Finding, patient_key: str, patient_id: str, authority: str | None,
@@ -142,7 +164,7 @@ def _grade(f: Finding, anc, adms, config):
     c, lim = f.ctx, f.ctx["limits"]
     conf = "confirmed by 2 results" if c.get("confirmed") else "single result, not yet confirmed"
     prev = _at(anc, c["index"] - 1) if c.get("improving") else None
-    counts = f"{_num(prev.v)}, {_cnt(f.value)}" if prev else _cnt(f.value)
+    counts = f"{_bound(prev.v)}{_num(prev.v)}, {_cnt(f.value)}" if prev else _cnt(f.value)
     if c["from"] is None:
         change = f"first count on record, grade {c['to']}"
     else:

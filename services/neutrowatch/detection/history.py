@@ -20,10 +20,16 @@ reported-at epoch seconds alone (0 when unknown) without an ingest stamp, the on
 before stamps were kept; with one, ``reported * _PACK + ingested-at epoch microseconds``
 (``rep_of``, ``_stamps``).
 
+A value reported as a bound is kept one float step past it (``lab_obs``): "<100" as the float just
+below 100, so every rule reads it as strictly below 100 (agranulocytosis is ANC < 100) and the
+state keeps its shape (a float, which round-trips through JSON exactly); ">X" just above X.
+"<=X" / ">=X" are X itself. The texts show such a value as "<100" (alerts.py).
+
 Administrations are ordered likewise by status
 (in-progress < completed/stopped < not-done/entered-in-error)."""
 from __future__ import annotations
 
+import math
 from bisect import insort
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -54,9 +60,15 @@ def epoch(dt) -> int:
 
 
 def lab_obs(ev: LabResult) -> Obs:
-    value = None if ev.status in ("X", "D") else ev.value
-    return Obs(epoch(ev.collected_at), None if value is None else float(value), ev.observation_id,
-               ev.status, rep_of(ev.reported_at, ev.ingested_at))
+    value = None if ev.status in ("X", "D") or ev.value is None else float(ev.value)
+    if value is not None and ev.comparator in _NUDGE:
+        value = math.nextafter(value, _NUDGE[ev.comparator])
+    return Obs(epoch(ev.collected_at), value, ev.observation_id, ev.status,
+               rep_of(ev.reported_at, ev.ingested_at))
+
+
+# "<X": strictly below X, the float just below it; ">X" just above. "<=X" / ">=X" may be X.
+_NUDGE = {"<": -math.inf, ">": math.inf}
 
 
 # Obs.rep with an ingest stamp: reported-at seconds * _PACK + ingested-at microseconds (the

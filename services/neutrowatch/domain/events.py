@@ -13,6 +13,8 @@ from typing import Any, Literal
 Analyte = Literal["anc", "body_temperature"]
 Provenance = Literal["direct", "derived"]
 ResultStatus = Literal["P", "F", "C", "X", "D"]
+Comparator = Literal["<", "<=", ">", ">="]
+COMPARATORS: frozenset[str] = frozenset({"<", "<=", ">", ">="})
 AdministrationStatus = Literal["completed", "in-progress", "not-done", "entered-in-error", "stopped"]
 
 # A later status of the same observation replaces an earlier one; deletion/cancellation wins.
@@ -82,6 +84,9 @@ class LabResult:
     reported_at: datetime | None = None
     location: Location | None = None
     birth_date: str | None = None  # YYYY-MM-DD, for age-aware grade profiles
+    # the value is a bound, not a measurement: "<" for a count reported as "<0.1 x10^3/uL"
+    # (value 100: the true count is below 100), "<=", ">" or ">="; None when exact
+    comparator: Comparator | None = None
     # when ingest handed the record to Kafka (the record's optional ``ingested_at``): which of two
     # versions of equal status and reported_at was received later; not part of the identity
     ingested_at: datetime | None = field(default=None, compare=False)
@@ -116,6 +121,7 @@ class LabResult:
             reported_at=_dt(rec["reported_at"]) if rec.get("reported_at") else None,
             location=Location(**rec["location"]) if rec.get("location") else None,
             birth_date=rec.get("birth_date"),
+            comparator=rec.get("comparator"),
             ingested_at=_dt(rec["ingested_at"]) if rec.get("ingested_at") else None,
         )
 
@@ -244,7 +250,7 @@ def _dt(text: str) -> datetime:
 
 
 __all__ = [
-    "Analyte", "Component", "Coding", "DeadLetter", "Dose", "Event", "LabResult", "Location",
+    "Analyte", "COMPARATORS", "Comparator", "Component", "Coding", "DeadLetter", "Dose", "Event", "LabResult", "Location",
     "MedicationAdministration", "Rejection", "RETRACTING_STATUSES", "STATUS_RANK", "Source",
     "UNIT_FOR_ANALYTE", "event_from_record", "patient_key", "with_ingested_at",
 ]

@@ -20,7 +20,7 @@ from neutrowatch.domain.specimens import Part, anc_from_parts, check_plausible
 from neutrowatch.parsing.errors import InputRejected
 from neutrowatch.parsing.fhir_refs import EMPTY_INDEX, BundleIndex, as_dict, as_list, as_str
 from neutrowatch.parsing.timestamps import parse_fhir_datetime
-from neutrowatch.parsing.values import canonical, describe, parse_number
+from neutrowatch.parsing.values import canonical, combined_comparator, describe, parse_number
 
 ResourceKind = Literal["Observation", "MedicationAdministration", "Bundle"]
 SUPPORTED = ("Observation", "MedicationAdministration", "Bundle")
@@ -299,8 +299,9 @@ def _identity(resource: dict) -> str | None:
 
 
 def _lab(context: dict, source: Source, obs_id: str, analyte: str, **kw) -> LabResult:
+    bound = (kw["comparator"],) if kw.get("comparator") else ()  # "<0.1" is not "0.1"
     return LabResult(
-        observation_id=obs_id, event_id=stable_id(obs_id, kw["status"], kw["value"]),
+        observation_id=obs_id, event_id=stable_id(obs_id, kw["status"], kw["value"], *bound),
         patient_id=context["patient_id"], assigning_authority=context["authority"],
         analyte=analyte, unit="cells/uL" if analyte == "anc" else "Cel",  # type: ignore[arg-type]
         source=source, birth_date=context["birth_date"], **kw)
@@ -312,7 +313,8 @@ def _temperature(context: dict, part: Part, source: Source) -> LabResult:
                        part.key or part.collected_at.isoformat())
     return _lab(context, source, obs_id, "body_temperature", value=part.value, status=part.status,
                 collected_at=part.collected_at, original_value=part.original_value,
-                original_unit=part.original_unit, code=part.code, reported_at=part.reported_at)
+                original_unit=part.original_unit, code=part.code, reported_at=part.reported_at,
+                comparator=_comparator(part.value, [part]))
 
 
 def _ancs(buckets: dict[tuple[str, str], tuple[dict, list[Part]]], source: Source) -> list[Event]:
@@ -331,9 +333,15 @@ def _ancs(buckets: dict[tuple[str, str], tuple[dict, list[Part]]], source: Sourc
             original_value=anchor.original_value if direct else None,
             original_unit=anchor.original_unit if direct else None,
             code=anchor.code if direct else None, components=finding.components,
-            reported_at=finding.reported_at,
+            reported_at=finding.reported_at, comparator=_comparator(finding.value, finding.parts),
             specimen_id=group.split(":", 1)[1] if group.startswith("specimen:") else None))
     return events
+
+
+def _comparator(value: float | None, parts) -> str | None:
+    """valueQuantity.comparator ("<" with value 0.1: the count is below 0.1): a bound, not a
+    value; "ad" is not one."""
+    return None if value is None else combined_comparator([p.original_value for p in parts])
 
 
 # ---------------------------------------------------------------- MedicationAdministration

@@ -20,7 +20,8 @@ from neutrowatch.parsing.hl7_ack import build_ack
 from neutrowatch.parsing.hl7_text import (Hl7Header, Seg, decode, normalise, read_header,
                                           segments, split_messages)
 from neutrowatch.parsing.timestamps import hl7_date, hl7_offset, parse_hl7_timestamp
-from neutrowatch.parsing.values import canonical, parse_number
+from neutrowatch.parsing.values import (canonical, combined_comparator, comparator_of,
+                                        parse_number)
 
 SUPPORTED_TYPES = ("ORU^R01", "ORU", "RAS^O17")
 _STATUS = {"P": "P", "R": "P", "S": "P", "F": "F", "U": "F", "C": "C", "X": "X", "D": "D", "W": "D"}
@@ -257,8 +258,10 @@ def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source,
     def result(group: _Group, spec: str, analyte: str, obs_id: str, **kw) -> LabResult:
         pid = group.patient
         value, status = kw["value"], kw["status"]
+        bound = (kw["comparator"],) if kw.get("comparator") else ()  # "<0.1" is not "0.1"
         return LabResult(
-            observation_id=obs_id, event_id=stable_id(obs_id, status, value, header.message_id),
+            observation_id=obs_id,
+            event_id=stable_id(obs_id, status, value, header.message_id, *bound),
             patient_id=pid.patient_id or "", assigning_authority=pid.authority, analyte=analyte,  # type: ignore[arg-type]
             unit="cells/uL" if analyte == "anc" else "Cel", source=source, specimen_id=spec,
             location=pid.location, birth_date=pid.birth_date, **kw)
@@ -278,7 +281,8 @@ def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source,
                                      status=part.status, collected_at=part.collected_at,
                                      original_value=part.original_value,
                                      original_unit=part.original_unit, code=part.code,
-                                     reported_at=part.reported_at))
+                                     reported_at=part.reported_at,
+                                     comparator=_comparator(part.value, [part])))
                 continue
             buckets.setdefault((key, spec), (group, []))[1].append(part)
     for (key, spec), (group, parts) in buckets.items():
@@ -293,8 +297,14 @@ def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source,
             original_value=finding.anchor.original_value if direct else None,
             original_unit=finding.anchor.original_unit if direct else None,
             code=finding.anchor.code if direct else None, components=finding.components,
-            reported_at=finding.reported_at))
+            reported_at=finding.reported_at,
+            comparator=_comparator(finding.value, finding.parts)))
     return events, first_id
+
+
+def _comparator(value: float | None, parts) -> str | None:
+    """"<" for "<0.1" (OBX-5 NM/ST text, or SN "<^0.1"): the value is a bound, not a count."""
+    return None if value is None else combined_comparator([p.original_value for p in parts])
 
 
 # ---------------------------------------------------------------- RAS^O17

@@ -37,6 +37,30 @@ def parse_number(text: str, field: str, code: Coding, role: str) -> float:
     return float(match.group(2))
 
 
+_LEADING = re.compile(r"^\s*(<=|>=|<|>)(?![<>=])")
+
+
+def comparator_of(text: str | None) -> str | None:
+    """The comparator a reported value starts with ("<0.1" gives "<"), None when it is exact
+    ("=0.1", "0.1") or has none the product reads as a bound (FHIR "ad")."""
+    match = _LEADING.match(text or "")
+    return match.group(1) if match else None
+
+
+def combined_comparator(originals: list[str | None]) -> str | None:
+    """The comparator of a value computed from several reported values that all raise it
+    (WBC x (neutrophils % + bands %), segmented + band counts): below when each bound is an
+    upper one ("<" if any is strict), above when each is a lower one; None when all are exact
+    or the bounds point both ways (nothing better is known than the computed value)."""
+    found = {c for c in (comparator_of(o) for o in originals) if c}
+    if not found:
+        return None
+    for strict, loose in (("<", "<="), (">", ">=")):
+        if found <= {strict, loose}:
+            return strict if strict in found else loose
+    return None
+
+
 def canonical(role: str, number: float, units: list[str], field: str, code: Coding) -> tuple[float, str]:
     """(value in the role's canonical unit, the unit used); missing_unit / unknown_unit otherwise."""
     quantity = QUANTITY_FOR_ROLE[role]
@@ -53,4 +77,4 @@ def canonical(role: str, number: float, units: list[str], field: str, code: Codi
         field)
 
 
-__all__ = ["QUANTITY_FOR_ROLE", "canonical", "describe", "parse_number"]
+__all__ = ["QUANTITY_FOR_ROLE", "canonical", "combined_comparator", "comparator_of", "describe", "parse_number"]
