@@ -126,3 +126,83 @@ def test_a_partial_date_is_refused_as_imprecise_not_as_not_a_datetime():
     r = rejected(observation(effectiveDateTime="2024-01"))
     assert (r.code, r.field) == ("bad_timestamp", "Observation.effectiveDateTime")
     assert "day" in r.reason
+
+
+# ---------------------------------------------------------------- versions in one Bundle
+
+
+class _Kafka:
+    """Takes records as the ingest publisher would, validating each against its schema."""
+
+    def __init__(self):
+        self.records = []
+
+    async def publish(self, records):
+        from neutrowatch.schemas import validate
+        for record in records:
+            validate(record.value)
+        self.records.extend(records)
+
+
+def post_bundle(bundle: dict) -> tuple[int, dict, list[dict]]:
+    """POST /fhir through the ingest intake; (HTTP status, body, lab-result records published)."""
+    import asyncio
+    import json
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from neutrowatch.domain.codes import DEFAULT_CODES
+    from neutrowatch.ingest.fhir_http import FhirIntake
+
+    kafka = _Kafka()
+
+    async def go():
+        app = web.Application()
+        app.add_routes(FhirIntake(kafka, DEFAULT_CODES).routes())
+        async with TestClient(TestServer(app)) as client:
+            response = await client.post("/fhir", data=json.dumps(bundle))
+            return response.status, await response.json()
+
+    status, body = asyncio.run(go())
+    return status, body, [r.value for r in kafka.records if r.value["schema"].endswith("lab-result.v1")]
+
+
+def test_a_preliminary_and_its_final_in_one_bundle_are_both_published():
+    # A lab batches the preliminary 400 and the final 300 of one Observation: the final was lost
+    # (the first version was used, the second dropped), so the patient stayed at the preliminary.
+    preliminary = observation(status="preliminary", issued="2024-01-01T09:00:00+01:00")
+    final = observation(status="final", issued="2024-01-01T10:00:00+01:00",
+                        valueQuantity={"value": 0.3, "unit": "x10^3/uL", "code": "10*3/uL",
+                                       "system": "http://unitsofmeasure.org"})
+    status, _, records = post_bundle(bundle_of(preliminary, final, kind="batch"))
+    assert status == 200
+    assert [(r["status"], r["value"]) for r in records] == [("P", 400), ("F", 300)]
+    assert records[0]["observation_id"] == records[1]["observation_id"]
+    assert records[0]["event_id"] != records[1]["event_id"]
+    # the engine keeps the final, as it would from two requests
+    from neutrowatch.detection import PatientState, step
+    from neutrowatch.domain.events import LabResult
+    state = PatientState.empty()
+    for record in reversed(records):
+        state, _ = step(state, LabResult.from_record(record))
+    assert [(o.st, o.v) for o in state.anc] == [("F", 300)]
+
+
+def test_versions_of_one_input_to_a_derived_count_each_give_a_count():
+    def part(code, value, unit, rid, status="final", issued="2024-01-01T09:00:00+01:00"):
+        return observation(id=rid, status=status, issued=issued,
+                           code={"coding": [{"system": "http://loinc.org", "code": code}]},
+                           valueQuantity={"value": value, "unit": unit, "code": unit,
+                                          "system": "http://unitsofmeasure.org"},
+                           specimen={"reference": "Specimen/s1"})
+    bundle = bundle_of(part("6690-2", 2.0, "10*3/uL", "wbc", "preliminary"),
+                       part("770-8", 20, "%", "neut"),
+                       part("6690-2", 1.5, "10*3/uL", "wbc", "final", "2024-01-01T10:00:00+01:00"))
+    [first, second] = parse_fhir(bundle)
+    assert (first.status, first.value, second.status, second.value) == ("P", 400, "F", 300)
+    assert first.observation_id == second.observation_id
+
+
+def test_the_same_version_twice_in_a_bundle_is_one_event():
+    assert len(parse_fhir(bundle_of(observation(), observation()))) == 1

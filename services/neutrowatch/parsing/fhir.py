@@ -317,25 +317,46 @@ def _temperature(context: dict, part: Part, source: Source) -> LabResult:
                 comparator=_comparator(part.value, [part]))
 
 
+def _versions(parts: list[Part]) -> list[list[Part]]:
+    """One specimen's parts as the successive versions the Bundle sends: a result that comes
+    again (same identifier or Observation id: a preliminary then its final) starts a version in
+    which it replaces its earlier self and every other result stays, as if each version had come
+    in its own request. Nothing is lost; the engine orders the versions (status, then issued)."""
+    history: dict[object, list[Part]] = {}
+    for n, part in enumerate(parts):
+        history.setdefault(part.key if part.key is not None else ("#", n), []).append(part)
+    depth = max((len(v) for v in history.values()), default=0)
+    return [[v[min(i, len(v) - 1)] for v in history.values()] for i in range(depth)]
+
+
 def _ancs(buckets: dict[tuple[str, str], tuple[dict, list[Part]]], source: Source) -> list[Event]:
     events: list[Event] = []
     for (key, group), (context, parts) in buckets.items():
-        finding = anc_from_parts(parts)
-        if finding is None:
-            continue
-        direct = finding.provenance == "direct"
-        anchor = finding.anchor
-        obs_id = stable_id("fhir", key, "anc", "direct" if direct else "derived",
-                           anchor.key or group)
-        events.append(_lab(
-            context, source, obs_id, "anc", value=finding.value, status=finding.status,
-            collected_at=finding.collected_at, provenance=finding.provenance,
-            original_value=anchor.original_value if direct else None,
-            original_unit=anchor.original_unit if direct else None,
-            code=anchor.code if direct else None, components=finding.components,
-            reported_at=finding.reported_at, comparator=_comparator(finding.value, finding.parts),
-            specimen_id=group.split(":", 1)[1] if group.startswith("specimen:") else None))
+        seen: set[str] = set()
+        for version in _versions(parts):
+            event = _anc(key, group, context, version, source)
+            if event is not None and event.event_id not in seen:  # a repeat is one event
+                seen.add(event.event_id)
+                events.append(event)
     return events
+
+
+def _anc(key: str, group: str, context: dict, parts: list[Part], source: Source) -> LabResult | None:
+    finding = anc_from_parts(parts)
+    if finding is None:
+        return None
+    direct = finding.provenance == "direct"
+    anchor = finding.anchor
+    obs_id = stable_id("fhir", key, "anc", "direct" if direct else "derived",
+                       anchor.key or group)
+    return _lab(
+        context, source, obs_id, "anc", value=finding.value, status=finding.status,
+        collected_at=finding.collected_at, provenance=finding.provenance,
+        original_value=anchor.original_value if direct else None,
+        original_unit=anchor.original_unit if direct else None,
+        code=anchor.code if direct else None, components=finding.components,
+        reported_at=finding.reported_at, comparator=_comparator(finding.value, finding.parts),
+        specimen_id=group.split(":", 1)[1] if group.startswith("specimen:") else None)
 
 
 def _comparator(value: float | None, parts) -> str | None:
