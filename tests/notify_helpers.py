@@ -36,13 +36,21 @@ def wait_until(condition, timeout: float = 20.0, every: float = 0.1):
 class Mailbox:
     """aiosmtpd on a free port; ``messages`` are parsed emails. For an alert id in ``slow_once``
     the first email about it is kept and answered only after that many seconds (the sender times
-    out not knowing whether the mail went through)."""
+    out not knowing whether the mail went through). A recipient in ``refuse`` is answered with
+    that SMTP reply (e.g. "452 mailbox busy") at RCPT TO."""
 
     def __init__(self):
         self.messages: list[email.message.EmailMessage] = []
         self.slow_once: dict[str, float] = {}
+        self.refuse: dict[str, str] = {}
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         msg = email.message_from_bytes(envelope.content, policy=policy.default)

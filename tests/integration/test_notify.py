@@ -464,3 +464,33 @@ def test_a_retraction_during_a_slow_first_delivery_is_told_after_it_and_stops_es
     assert at[("hook", "retraction", "scheduled")] < at[("hook", "alert", "sent")]
     assert ("hook", "retraction", "sent") in at and not any(k[0] == "pager" and k[2] == "sent" for k in at)
     assert redis.Redis.from_url(redis_url).zscore(f"{notify.prefix}:open_critical", a["alert_id"]) is None
+
+
+def test_an_email_refused_for_one_recipient_is_retried_for_that_recipient_only():
+    """An email receiver for on-call and consultant; the consultant's mailbox answers 452 (try
+    later). The send fails (to be retried) naming the SMTP code, and the retry reaches only the
+    consultant: the on-call gets one copy."""
+    import asyncio
+
+    from neutrowatch.notify import decisions as d
+    from neutrowatch.notify import messages
+    from neutrowatch.notify.receivers import EmailSender
+    from neutrowatch.platform.settings import Settings
+
+    mailbox = Mailbox().start()
+    try:
+        mailbox.refuse = {"consultant@x.example": "452 4.2.2 mailbox busy"}
+        sender = EmailSender(["oncall@x.example", "consultant@x.example"],
+                             Settings(notify_smtp_port=mailbox.port))
+        record = alert(kind="agranulocytosis", severity="critical")
+        job = d.Job(record["alert_id"], "oncall-email", d.ALERT, 0)
+        message = messages.render_unit([(record, job, "TOK")], "https://nw.example", messages.delivery_id(job))
+        with pytest.raises(d.DeliveryError) as refused:
+            asyncio.run(sender.send(message))
+        assert (refused.value.kind, refused.value.code) == ("smtp", 452) and d.classify(refused.value).go
+        mailbox.refuse = {}
+        asyncio.run(sender.send(message))
+        assert [m["X-Envelope-To"] for m in mailbox.about(record["alert_id"], raw=True)] == [
+            "oncall@x.example", "consultant@x.example"]
+    finally:
+        mailbox.stop()
