@@ -35,16 +35,34 @@ class Sender(Protocol):
     async def send(self, message: Message) -> None: ...
 
 
+class PartlyDone:
+    """Delivery id -> the recipients (or services) that took a message others refused, so that a
+    retry goes only to the others. In memory and bounded: after a restart of notify, or for a
+    message long forgotten, a retry goes to all again."""
+
+    def __init__(self, size: int = 10_000):
+        self._done: OrderedDict[str, set] = OrderedDict()
+        self._size = size
+
+    def get(self, delivery_id: str) -> set:
+        return self._done.get(delivery_id, set())
+
+    def keep(self, delivery_id: str, done: set) -> None:
+        self._done[delivery_id] = done
+        self._done.move_to_end(delivery_id)
+        while len(self._done) > self._size:
+            self._done.popitem(last=False)
+
+    def forget(self, delivery_id: str) -> None:
+        self._done.pop(delivery_id, None)
+
+
 class EmailSender:
     type = "email"
 
-    REMEMBERED = 10_000  # messages some recipients of which refused them, kept in memory
-
     def __init__(self, to: list[str], settings: Settings):
         self.to, self.s = to, settings
-        # delivery id -> recipients the server accepted it for: a retry after some recipients
-        # were refused goes only to the others (after a restart of notify: to all again)
-        self._done: OrderedDict[str, set[str]] = OrderedDict()
+        self._partly = PartlyDone()
 
     async def send(self, message: Message) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._send, message)
@@ -52,7 +70,7 @@ class EmailSender:
     def _send(self, message: Message) -> None:
         s = self.s
         did = message.payload["delivery_id"]
-        done = self._done.get(did, set())
+        done = self._partly.get(did)
         todo = [a for a in self.to if a not in done]
         mail = EmailMessage()
         mail["From"], mail["To"], mail["Subject"] = s.notify_smtp_from, ", ".join(self.to), message.subject
@@ -80,13 +98,10 @@ class EmailSender:
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise DeliveryError("connection", None, type(exc).__name__, maybe_delivered=sent_data) from None
         if refused:  # accepted for the others: remember them, and fail for the refused ones
-            self._done[did] = done | {a for a in todo if a not in refused}
-            self._done.move_to_end(did)
-            while len(self._done) > self.REMEMBERED:
-                self._done.popitem(last=False)
+            self._partly.keep(did, done | {a for a in todo if a not in refused})
             code = min(c for c, _ in refused.values())
             raise DeliveryError("smtp", code, f"{len(refused)} of {len(todo)} recipients refused")
-        self._done.pop(did, None)
+        self._partly.forget(did)
 
 
 class WebhookSender:
@@ -153,7 +168,6 @@ def apprise_type(message: Message):
 
 class AppriseSender:
     type = "apprise"
-    REMEMBERED = 10_000  # messages whose services are partly done, kept in memory
 
     def __init__(self, urls: list[str], timeout: float):
         import apprise
@@ -162,9 +176,7 @@ class AppriseSender:
             if not apprise.Apprise().add(url):
                 raise ConfigError("an apprise URL was not understood")
         self.timeout = timeout
-        # delivery id -> indexes of the URLs that took the message: a retry after some services
-        # failed goes only to the others (not lost across a restart of notify: then all again)
-        self._done: OrderedDict[str, set[int]] = OrderedDict()
+        self._partly = PartlyDone()  # indexes of the URLs that took a message
 
     def notifier(self, delivery_id: str, url: str):
         """An Apprise for one service and one message: keyed services get the delivery id as their dedup key."""
@@ -176,10 +188,8 @@ class AppriseSender:
     async def send(self, message: Message) -> None:
         loop = asyncio.get_running_loop()
         did = message.payload["delivery_id"]
-        done = self._done.setdefault(did, set())
-        self._done.move_to_end(did)
-        while len(self._done) > self.REMEMBERED:
-            self._done.popitem(last=False)
+        done = set(self._partly.get(did))
+        self._partly.keep(did, done)  # filled in as services take it (also after a time-out)
         kind = apprise_type(message)
 
         def run() -> bool:
@@ -199,7 +209,7 @@ class AppriseSender:
             raise DeliveryError("timeout", None, "apprise timed out", maybe_delivered=True) from None
         if not ok:
             raise DeliveryError("unavailable", None, "a notifier did not accept the message")
-        self._done.pop(did, None)
+        self._partly.forget(did)
 
 
 def build(routing: Routing, settings: Settings, session: Callable[[], aiohttp.ClientSession],
