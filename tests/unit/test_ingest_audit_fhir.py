@@ -206,3 +206,80 @@ def test_versions_of_one_input_to_a_derived_count_each_give_a_count():
 
 def test_the_same_version_twice_in_a_bundle_is_one_event():
     assert len(parse_fhir(bundle_of(observation(), observation()))) == 1
+
+
+# ---------------------------------------------------------------- DELETE entries
+
+
+def delete_entry(resource: dict | None, url: str = "Observation/anc1") -> dict:
+    entry = {"request": {"method": "DELETE", "url": url}}
+    if resource is not None:
+        entry["resource"] = resource
+    return entry
+
+
+def test_a_delete_with_its_resource_is_a_deletion_not_a_new_result():
+    # A transaction DELETE of the 400 result was ingested as a new final 400.
+    posted = parse_fhir(observation())
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [delete_entry(observation())]}
+    status, body, records = post_bundle(bundle)
+    [record] = records
+    assert record["status"] == "D" and "value" not in record
+    assert record["observation_id"] == posted[0].observation_id
+    assert status == 200 and body["entry"][0]["response"]["status"] == "204 No Content"
+    # the engine withdraws the result
+    from neutrowatch.detection import PatientState, step
+    from neutrowatch.domain.events import LabResult
+    state, _ = step(PatientState.empty(), posted[0])
+    state, _ = step(state, LabResult.from_record(record))
+    assert [(o.st, o.v) for o in state.anc] == [("D", None)]
+
+
+def test_a_delete_of_an_administration_is_entered_in_error():
+    admin = {"resourceType": "MedicationAdministration", "id": "adm1", "status": "completed",
+             "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc",
+                                                       "code": "J06BA02"}]},
+             "subject": {"reference": "Patient/p1"},
+             "effectiveDateTime": "2024-01-01T08:30:00+01:00"}
+    [given] = parse_fhir(admin)
+    [deleted] = parse_fhir({"resourceType": "Bundle", "type": "batch",
+                            "entry": [delete_entry(admin, "MedicationAdministration/adm1")]})
+    assert deleted.status == "entered-in-error"
+    assert deleted.administration_id == given.administration_id
+
+
+@pytest.mark.parametrize("url", ["Observation/123", "Observation?identifier=urn:lab|99",
+                                 "https://fhir.example/Observation/123/_history/2"])
+def test_a_delete_by_url_alone_is_refused_naming_the_entry(url):
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"resource": observation(id="other")}, delete_entry(None, url)]}
+    r = rejected(bundle)
+    assert (r.code, r.field) == ("unsupported_delete", "Bundle.entry[1].request")
+    assert "cannot be identified" in r.reason
+    status, body, records = post_bundle(bundle)
+    assert status == 422 and records == []
+    assert body["issue"][0]["expression"] == ["Bundle.entry[1].request"]
+
+
+def test_a_delete_of_an_untracked_resource_is_ignored():
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"resource": observation()}, delete_entry(None, "Patient/p9")]}
+    [anc] = parse_fhir(bundle)
+    assert anc.status == "F"
+
+
+def test_a_delete_of_one_input_of_a_derived_count_is_refused_alone_and_applied_with_the_others():
+    def part(code, value, unit, rid):
+        return observation(id=rid, code={"coding": [{"system": "http://loinc.org", "code": code}]},
+                           valueQuantity={"value": value, "unit": unit, "code": unit,
+                                          "system": "http://unitsofmeasure.org"},
+                           specimen={"reference": "Specimen/s1"})
+    wbc, neut = part("6690-2", 2.0, "10*3/uL", "wbc"), part("770-8", 20, "%", "neut")
+    [derived] = parse_fhir(bundle_of(wbc, neut))
+    alone = {"resourceType": "Bundle", "type": "batch", "entry": [delete_entry(wbc, "Observation/wbc")]}
+    r = rejected(alone)
+    assert (r.code, r.field) == ("unsupported_delete", "Bundle.entry[0].request")
+    both = {"resourceType": "Bundle", "type": "batch",
+            "entry": [delete_entry(wbc, "Observation/wbc"), {"resource": neut}]}
+    [deleted] = parse_fhir(both)
+    assert (deleted.status, deleted.observation_id) == ("D", derived.observation_id)

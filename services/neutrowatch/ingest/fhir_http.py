@@ -124,8 +124,15 @@ def _accepted(resource: dict, events: int) -> web.Response:
         note = Rejection("accepted", f"accepted: {events} event(s) committed")
         return _outcome(201 if events else 200, "information", "informational", note)
     kind = "transaction-response" if resource.get("type") == "transaction" else "batch-response"
-    entries = [{"response": {"status": "201 Created"}} for _ in resource.get("entry") or ()]
+    entries = [{"response": {"status": "204 No Content" if _method(entry) == "DELETE" else "201 Created"}}
+               for entry in resource.get("entry") or ()]
     return _fhir_response(200, {"resourceType": "Bundle", "type": kind, "entry": entries})
+
+
+def _method(entry) -> str:
+    request = entry.get("request") if isinstance(entry, dict) else None
+    method = request.get("method") if isinstance(request, dict) else None
+    return method.strip().upper() if isinstance(method, str) else ""
 
 
 def _fhir_response(status: int, body: dict, headers=None) -> web.Response:

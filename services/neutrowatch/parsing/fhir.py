@@ -82,22 +82,28 @@ def _bundle(bundle: dict, codes: CodeMap) -> list[Event]:
         raise InputRejected("unsupported_bundle_type",
                             f"Bundle.type {str(kind)[:40]!r} is not batch, transaction or collection",
                             "Bundle.type")
-    entries = []
+    entries, deletes = [], set()
     for index, entry in enumerate(as_list(bundle.get("entry"))):
         resource = as_dict(as_dict(entry).get("resource"))
+        if _is_delete(as_dict(entry)):
+            if not resource:
+                _refuse_bare_delete(as_dict(entry), index)
+            deletes.add(index)
         if resource:
             entries.append((index, resource, as_str(as_dict(entry).get("fullUrl"))))
     index_ = BundleIndex(entries)
     source = Source(type="fhir", message_id=as_str(bundle.get("id")))
     events: list[Event] = []
     buckets: dict[tuple[str, str], tuple[dict, list[Part]]] = {}
+    deleted: dict[int, int] = {}  # id(part) -> entry of a DELETE that must give a deletion
     for position, resource, _ in entries:
         prefix = f"Bundle.entry[{position}].resource."
         rtype = resource.get("resourceType")
+        delete = position in deletes
         if rtype == "MedicationAdministration":
-            events.append(_administration(resource, prefix, index_, source))
+            events.append(_administration(resource, prefix, index_, source, delete))
         elif rtype == "Observation":
-            found = _observation(resource, prefix, codes, index_)
+            found = _observation(resource, prefix, codes, index_, delete)
             if found is None:
                 continue
             context, part = found
@@ -106,7 +112,46 @@ def _bundle(bundle: dict, codes: CodeMap) -> list[Event]:
             else:
                 group = _group_key(resource, index_, part)
                 buckets.setdefault((context["patient_key"], group), (context, []))[1].append(part)
-    return events + _ancs(buckets, source)
+                if delete:
+                    deleted[id(part)] = position
+    for bucket, (context, parts) in buckets.items():
+        made = _ancs({bucket: (context, parts)}, source)
+        # a deletion that gives no count: a derived count's input without the others
+        for part in parts if not made else ():
+            if id(part) in deleted:
+                _refuse_partial_delete(deleted[id(part)], part)
+        events.extend(made)
+    return events
+
+
+def _is_delete(entry: dict) -> bool:
+    method = as_dict(entry.get("request")).get("method")
+    return isinstance(method, str) and method.strip().upper() == "DELETE"
+
+
+def _refuse_bare_delete(entry: dict, position: int) -> None:
+    """A DELETE without the resource names only a server id ("Observation/123"): which patient's
+    result, of which code and collection time, is not known here, so it cannot be applied; and it
+    is never a result. A DELETE of something the product does not track is ignored."""
+    url = as_str(as_dict(entry.get("request")).get("url")) or ""
+    target = url.split("?")[0].rstrip("/").split("/_history/")[0].split("/")
+    tracked = ("Observation", "MedicationAdministration")
+    if any(name in target[-2:] for name in tracked) or not url:
+        field = f"Bundle.entry[{position}].request"
+        raise InputRejected(
+            "unsupported_delete",
+            f"{field} is a DELETE of {url[:80] or '(no url)'!r} without the resource: the result "
+            f"to delete cannot be identified (its subject, code and effective time are needed); "
+            f"send the resource in the entry, or with status entered-in-error", field)
+
+
+def _refuse_partial_delete(position: int, part: Part) -> None:
+    field = f"Bundle.entry[{position}].request"
+    raise InputRejected(
+        "unsupported_delete",
+        f"{field} deletes the {describe(part.code, part.role)} result, from which a neutrophil "
+        f"count is derived with other results of its specimen that are not in the Bundle: the "
+        f"count to delete cannot be identified; send those results in the same Bundle", field)
 
 
 def _group_key(resource: dict, index: BundleIndex, part: Part) -> str:
@@ -219,8 +264,9 @@ def _datetime(value: Any, field: str) -> datetime | None:
 _OBS_EFFECTIVE = ("effectiveDateTime", "effectiveInstant", "effectivePeriod")
 
 
-def _observation(obs: dict, prefix: str, codes: CodeMap,
-                 index: BundleIndex) -> tuple[dict, Part] | None:
+def _observation(obs: dict, prefix: str, codes: CodeMap, index: BundleIndex,
+                 delete: bool = False) -> tuple[dict, Part] | None:
+    """``delete``: the Bundle entry is a DELETE of this Observation (as entered-in-error)."""
     path = prefix + "Observation"
     codings = [as_dict(c) for c in as_list(as_dict(obs.get("code")).get("coding"))]
     pairs = [(as_str(c.get("system")), as_str(c.get("code"))) for c in codings]
@@ -231,7 +277,8 @@ def _observation(obs: dict, prefix: str, codes: CodeMap,
     chosen = codings[position]
     code = Coding(code=pairs[position][1] or "", system=pairs[position][0],
                   display=as_str(chosen.get("display")))
-    status = _status(obs, path, _OBS_STATUS, "unknown_result_status", "Observation")
+    status = "D" if delete else _status(obs, path, _OBS_STATUS, "unknown_result_status",
+                                         "Observation")
     context = _subject(obs, path, index)
     number = value = unit = original = None
     if status not in ("X", "D"):
@@ -441,9 +488,12 @@ def _status(resource: dict, path: str, table: dict[str, str], code: str, noun: s
     return status
 
 
-def _administration(admin: dict, prefix: str, index: BundleIndex, source: Source) -> MedicationAdministration:
+def _administration(admin: dict, prefix: str, index: BundleIndex, source: Source,
+                    delete: bool = False) -> MedicationAdministration:
+    """``delete``: the Bundle entry is a DELETE of this administration (as entered-in-error)."""
     path = prefix + "MedicationAdministration"
-    status = _status(admin, path, _ADMIN_STATUS, "unknown_administration_status", "administration")
+    status = "entered-in-error" if delete else _status(
+        admin, path, _ADMIN_STATUS, "unknown_administration_status", "administration")
     context = _subject(admin, path, index)
     medication, drug_class = _medication(admin, path, index)
     started, ended = _effective(admin, path, _ADMIN_EFFECTIVE)
