@@ -239,5 +239,7 @@ def test_a_retraction_notice_says_why_the_alert_was_withdrawn(harness):
         notice = h.rx[receiver].got[-1]
         assert notice.subject == "[NeutroWatch] RETRACTED: febrile neutropenia for 123"
         assert "no longer holds (deleted result)" in notice.text
+        # and not read as "the patient is fine": the ANC of 300 still stands
+        assert "no action" not in notice.text and "latest counts, which still stand" in notice.text
         assert notice.payload["retraction"]["evidence"]["cause"] == "deleted_result"
         assert notice.payload["alert"]["alert_id"] == crit["alert_id"]  # what is withdrawn

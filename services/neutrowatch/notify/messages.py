@@ -98,7 +98,10 @@ def render(alert: Mapping[str, Any], job: Job, public_url: str, ack_token: str |
     kind = alert["kind"].replace("_", " ")
     if job.purpose == RETRACTION:
         subject = f"[NeutroWatch] RETRACTED: {kind} for {alert['patient_id']}"
-        lead = "This alert no longer holds and is withdrawn; no action is needed for it."
+        # not "no action needed": the patient's other alerts and counts still stand (a deleted fever
+        # withdraws the febrile alert, not the ANC of 300)
+        lead = ("This alert no longer holds and is withdrawn. It says nothing about the patient's other "
+                "alerts or latest counts, which still stand.")
         if retraction is not None:  # what changed: the engine's sentence with the cause
             lead += "\n" + str(retraction["summary"])
     elif job.purpose == ESCALATION:
