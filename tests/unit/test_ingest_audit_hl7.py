@@ -158,3 +158,80 @@ def test_administration_time_without_offset_takes_the_offset_of_msh_7():
             .replace("20240305083000+0000", "20240305083000"))
     [admin] = parse_hl7(text).events
     assert admin.started_at == datetime(2024, 3, 5, 13, 30, tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------- configured time zone
+
+LONDON = "Europe/London"
+MSH_NO_OFFSET = MSH.replace("20240101120000+0100", "20240101120000")
+
+
+def collected(obr_time: str, zone: str = LONDON, msh: str = MSH_NO_OFFSET):
+    from zoneinfo import ZoneInfo
+    obr = OBR.replace("20240101083000+0100", obr_time)
+    [anc] = parse_hl7(oru(anc_obx(), msh=msh, obr=obr), CodeMap(), ZoneInfo(zone)).events
+    return anc.collected_at
+
+
+def test_a_time_without_any_offset_is_in_the_configured_zone_with_its_summer_time():
+    # A London lab sends local wall-clock times and no offset anywhere: a 08:30 draw in July
+    # (BST, +01:00) was read as 08:30Z, an hour late; in January (GMT) it is 08:30Z.
+    utc = timezone.utc
+    assert collected("20240701083000") == datetime(2024, 7, 1, 7, 30, tzinfo=utc)
+    assert collected("20240101083000") == datetime(2024, 1, 1, 8, 30, tzinfo=utc)
+    assert collected("20240701083000").utcoffset() == timedelta(hours=1)
+
+
+def test_an_offset_in_the_field_or_in_msh_7_wins_over_the_configured_zone():
+    utc = timezone.utc
+    assert collected("20240701083000+0200") == datetime(2024, 7, 1, 6, 30, tzinfo=utc)
+    assert collected("20240701083000", msh=MSH.replace("+0100", "-0500")) == \
+        datetime(2024, 7, 1, 13, 30, tzinfo=utc)
+
+
+def test_without_the_setting_a_time_without_any_offset_is_utc():
+    assert collected("20240701083000", zone="UTC") == datetime(2024, 7, 1, 8, 30, tzinfo=timezone.utc)
+    from neutrowatch.platform.settings import Settings
+    assert Settings().hl7_default_timezone == "UTC"
+
+
+def test_the_setting_reaches_the_parser_through_the_mllp_intake(monkeypatch):
+    import asyncio
+    from zoneinfo import ZoneInfo
+
+    from neutrowatch.ingest.hl7_intake import Hl7Intake
+    from neutrowatch.platform.settings import Settings
+
+    monkeypatch.setenv("NEUTROWATCH_HL7_DEFAULT_TIMEZONE", LONDON)
+    settings = Settings()
+    assert settings.hl7_default_timezone == LONDON
+
+    class Kafka:
+        def __init__(self):
+            self.records = []
+
+        async def publish(self, records):
+            self.records.extend(records)
+
+    class Guard:
+        async def seen(self, key):
+            return False
+
+        async def remember(self, key):
+            pass
+
+    kafka = Kafka()
+    intake = Hl7Intake(kafka, Guard(), CodeMap(), default_tz=ZoneInfo(settings.hl7_default_timezone))
+    obr = OBR.replace("20240101083000+0100", "20240701083000")
+    ack = asyncio.run(intake.handle(oru(anc_obx(), msh=MSH_NO_OFFSET, obr=obr).encode()))
+    assert b"MSA|AA" in ack
+    [record] = [r.value for r in kafka.records]
+    assert datetime.fromisoformat(record["collected_at"]) == datetime(2024, 7, 1, 7, 30, tzinfo=timezone.utc)
+
+
+def test_an_unknown_zone_name_is_refused_at_start():
+    from pydantic import ValidationError
+
+    from neutrowatch.platform.settings import Settings
+    with pytest.raises(ValidationError, match="IANA"):
+        Settings(hl7_default_timezone="Europe/Londn")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Callable
 
 from neutrowatch.domain.codes import CodeMap
@@ -34,11 +34,14 @@ def utcnow() -> datetime:
 
 class Hl7Intake:
     def __init__(self, publisher: Publisher, guard: ResendGuard, codes: CodeMap,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, default_tz: tzinfo = timezone.utc):
+        """``default_tz``: the zone of timestamps without an offset when MSH-7 has none either
+        (the ``hl7_default_timezone`` setting)."""
         self._publisher = publisher
         self._guard = guard
         self._codes = codes
         self._clock = clock
+        self._default_tz = default_tz
 
     async def handle(self, raw: bytes) -> bytes:
         started = time.perf_counter()
@@ -72,7 +75,7 @@ class Hl7Intake:
                                      header.message_id) if header.message_id else None
         if resend_key and await self._guard.seen(resend_key):
             return "duplicate", self._ack(header, "AA", None)
-        result = parse_hl7(text, self._codes)
+        result = parse_hl7(text, self._codes, self._default_tz)
         records = [OutRecord.of(with_ingested_at(e.to_record(), datetime.now(timezone.utc)), e.patient_key) for e in result.events]
         try:
             await self._publisher.publish(records)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -20,7 +21,8 @@ class IngestService:
     def __init__(self, settings: Settings, app: web.Application, readiness: Readiness, redis: Redis):
         codes = load_code_map(settings.local_codes_file)
         self.publisher = Publisher(settings)
-        intake = Hl7Intake(self.publisher, ResendGuard(redis, settings.dedup_ttl_seconds), codes)
+        intake = Hl7Intake(self.publisher, ResendGuard(redis, settings.dedup_ttl_seconds), codes,
+                           default_tz=ZoneInfo(settings.hl7_default_timezone))
         self.mllp = MllpServer(intake, settings.bind_host, settings.mllp_port,
                                settings.max_message_bytes, settings.mllp_idle_timeout_seconds)
         app.add_routes(FhirIntake(self.publisher, codes).routes())

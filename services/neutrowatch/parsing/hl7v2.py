@@ -108,12 +108,17 @@ def _message_type(header: Hl7Header) -> str:
     return kind
 
 
-def parse_hl7(text: str | bytes, codes: CodeMap = DEFAULT_CODES) -> Hl7Result:
-    """Parse one message. Raises InputRejected for anything it cannot use."""
+def parse_hl7(text: str | bytes, codes: CodeMap = DEFAULT_CODES,
+              default_tz: tzinfo = timezone.utc) -> Hl7Result:
+    """Parse one message. Raises InputRejected for anything it cannot use.
+
+    A timestamp without a UTC offset is in the sender's zone: MSH-7's offset when MSH-7 states
+    one, else ``default_tz`` (the deployment's ``hl7_default_timezone``, e.g.
+    ``ZoneInfo("Europe/London")``, whose daylight-saving rules then apply to each time)."""
     text = normalise(decode(text) if isinstance(text, bytes) else text)
     header = read_header(text)
     kind = _message_type(header)
-    zone = hl7_offset(header.message_time) or timezone.utc
+    zone = hl7_offset(header.message_time) or default_tz
     source = Source(type="hl7v2", sending_application=header.sending_application,
                     sending_facility=header.sending_facility, message_id=header.message_id)
     if kind == "RAS^O17":

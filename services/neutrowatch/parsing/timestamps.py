@@ -1,7 +1,8 @@
 """Timestamps of HL7 v2 (DTM/TS) and FHIR (dateTime/instant), always returned timezone-aware.
 
-An HL7 time without an offset is in the sender's zone: the caller passes it (MSH-7's offset)
-as ``default_tz``, else UTC. Returns None for text that is not a timestamp; the caller decides
+An HL7 time without an offset is in the sender's zone: the caller passes it (MSH-7's offset,
+else the configured zone, e.g. a ZoneInfo with its daylight-saving rules) as ``default_tz``;
+UTC when the caller passes none. Returns None for text that is not a timestamp; the caller decides
 which field to blame.
 """
 from __future__ import annotations

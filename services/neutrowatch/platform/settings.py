@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -52,6 +53,10 @@ class Settings(BaseSettings):
         7 * 24 * 3600, ge=60, description="How long a resent HL7 message (same facility + MSH-10) is recognised.")
     local_codes_file: Path | None = Field(
         None, description="YAML map of local lab codes to ANC roles (see config/local-codes.example.yaml).")
+    hl7_default_timezone: str = Field(
+        "UTC", description="IANA time zone (e.g. Europe/London) of HL7 v2 timestamps that carry no UTC "
+        "offset when MSH-7 states none either; its daylight-saving rules apply. An offset in the field, "
+        "else MSH-7's, wins.")
 
     redis_cluster: bool = Field(
         False, description="Connect to a Redis Cluster (monitor keys are hash-tagged per patient).")
@@ -117,6 +122,15 @@ class Settings(BaseSettings):
 
     # Observability
     log_level: str = Field("INFO", description="Log level.")
+
+    @field_validator("hl7_default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"{value!r} is not an IANA time zone name (e.g. Europe/London, UTC)") from None
+        return value
 
     def kafka_client_config(self) -> dict:
         """Connection settings shared by kafka-python producers, consumers and admin clients."""
