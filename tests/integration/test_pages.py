@@ -267,6 +267,18 @@ def test_ivig_doses_given_as_a_mass_are_shown_as_given(stack, page):
     assert page.console_errors == [] and page.page_errors == []
 
 
+def test_a_count_reported_as_below_a_figure_reads_so(stack, page):
+    # the lab reported the patient's latest count as "<0.1 x10^3/uL": agranulocytosis, "<100"
+    records = fresh("ivig_case", new_tag())
+    latest = max((r for r in records if r.get("analyte") == "anc"), key=lambda r: r["collected_at"])
+    latest.update(value=100.0, comparator="<")
+    key, _ = settled(stack, records)
+    page.open(f"/patients/{q(key)}")
+    assert page.page.get_attribute("body", "data-ready") == "true", page.page.inner_text("#load-error")
+    assert page.page.inner_text("#last-anc").startswith("<100 cells/µL")
+    assert page.console_errors == [] and page.page_errors == []
+
+
 def test_temperatures_and_watched_drugs_are_drawn(stack, page):
     for scenario in ("febrile", "drug_induced"):
         records = fresh(scenario, new_tag())

@@ -120,3 +120,17 @@ def test_a_derived_count_from_a_wbc_below_a_figure_is_below_the_derived_figure()
     [anc] = parse_hl7("\r".join([MSH, PID, OBR, *obxs])).events
     assert (anc.provenance, anc.value, anc.comparator) == ("derived", 100, "<")
     assert "agranulocytosis" in kinds(run([anc]))
+
+
+def test_the_api_shows_a_bound_as_its_figure_and_comparator():
+    from neutrowatch.detection import DetectionConfig
+    from neutrowatch.monitor.views import anc_timeline, patient_state
+    state = PatientState.empty()
+    state, _ = step(state, hl7_anc("<0.1"))
+    [point] = anc_timeline(state, {}, DetectionConfig())
+    assert (point["value"], point["comparator"], point["grade"]) == (100, "<", "agranulocytosis")
+    last = patient_state(state, DetectionConfig())["last_anc"]
+    assert (last["value"], last["comparator"]) == (100, "<")
+    plain = PatientState.empty()
+    plain, _ = step(plain, hl7_anc("0.1"))
+    assert "comparator" not in anc_timeline(plain, {}, DetectionConfig())[0]

@@ -1,12 +1,13 @@
 """The Alert record and how each finding reads: one sentence for a phone, structured evidence."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from neutrowatch.detection.config import DetectionConfig
+from neutrowatch.detection.figures import bound as _bound
+from neutrowatch.detection.figures import num as _num
 from neutrowatch.detection.findings import Adm, Finding, Obs
 from neutrowatch.domain.ids import stable_id
 
@@ -84,27 +85,6 @@ def adm(a: Adm, interval_days: float | None = None) -> dict[str, Any]:
     if interval_days is not None:
         d["interval_days"] = interval_days
     return d
-
-
-def _num(v: float | None) -> float | int | None:
-    if v is None:
-        return None
-    if _bound(v):  # "<100" is kept as the float just below 100: its figure is 100
-        v = round(float(v), 6)
-    return int(v) if float(v).is_integer() else round(float(v), 2)
-
-
-def _bound(v: float | None) -> str:
-    """"<" for a count reported as "<X" (history.lab_obs keeps it as the float just below X, a
-    figure of at most 6 decimals), ">" for ">X", "" for a count as measured."""
-    if v is None or not math.isfinite(v):
-        return ""
-    x = float(v)
-    figure = round(x, 6)
-    if figure == x:
-        return ""
-    return "<" if math.nextafter(x, math.inf) == figure else (
-        ">" if math.nextafter(x, -math.inf) == figure else "")
 
 
 def _dose_mg(mg: float | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from neutrowatch.schemas import schemas_dir
 
 _PATIENT = {"name": "patient", "in": "path", "required": True, "schema": {"type": "string"},
             "description": "The patient_key (`authority|id`, or the bare id), URL-encoded (`|` is %7C)."}
+COMPARATOR = {"enum": ["<", ">"], "description": "the count was reported as below (or above) value, e.g. <100"}
 _PROBLEM = {"description": "Problem", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
@@ -31,6 +32,7 @@ def document() -> dict[str, Any]:
                                                   "provenance", "linked_infusions"],
                    "properties": {
                        "observation_id": {"type": "string"}, "value": {"type": "number"},
+                       "comparator": COMPARATOR,
                        "unit": {"const": "cells/uL"}, "collected_at": {"type": "string", "format": "date-time"},
                        "status": {"enum": ["P", "F", "C"]},
                        "grade": {"enum": ["normal", "mild", "moderate", "severe", "agranulocytosis"]},
@@ -48,7 +50,7 @@ def document() -> dict[str, Any]:
                                                             "description": "a dose given as a mass"},
                                                 "days_after_start": {"type": "number"}}}}}}
     point = {"type": ["object", "null"], "properties": {
-        "observation_id": {"type": "string"}, "value": {"type": "number"},
+        "observation_id": {"type": "string"}, "value": {"type": "number"}, "comparator": COMPARATOR,
         "collected_at": {"type": "string", "format": "date-time"},
         "days_after_start": {"type": "number", "description": "days after the course started"}}}
     limits = {"type": "object", "description": "Grade limits (cells/uL) in force: normal >= normal, mild >= mild, "

@@ -13,6 +13,8 @@ from neutrowatch.detection import ivig
 from neutrowatch.detection.alerts import iso
 from neutrowatch.detection.engine import kept_ids, unsent_ids
 from neutrowatch.detection.episodes import Carry, Track, fold
+from neutrowatch.detection.figures import bound
+from neutrowatch.detection.figures import num as _num
 from neutrowatch.detection.findings import Obs
 from neutrowatch.detection.grades import Limits, limits_for
 
@@ -25,8 +27,10 @@ def _limits_at(state: PatientState, config: DetectionConfig):
     return lambda t: limits_for(config, state.patient_key, state.birth_date, t)
 
 
-def _num(v: float | None) -> float | int | None:
-    return int(v) if v is not None and float(v).is_integer() else v
+def _value(v: float | None) -> dict[str, Any]:
+    """``value``, and ``comparator`` for a count reported as a bound ("<100")."""
+    b = bound(v)
+    return {"value": _num(v), "comparator": b} if b else {"value": _num(v)}
 
 
 def anc_timeline(state: PatientState, meta: dict[str, Any], config: DetectionConfig) -> list[dict[str, Any]]:
@@ -44,7 +48,7 @@ def anc_timeline(state: PatientState, meta: dict[str, Any], config: DetectionCon
                    **({"dose_mg": _num(a.mg)} if a.mg is not None else {}),
                    "days_after_start": round((o.t - a.t) / DAY, 2)}
                   for a in adms if 0 <= o.t - a.t <= window]
-        out.append({"observation_id": o.oid, "value": _num(o.v), "unit": "cells/uL",
+        out.append({"observation_id": o.oid, **_value(o.v), "unit": "cells/uL",
                     "collected_at": iso(o.t), "status": o.st, "grade": lim.grade(o.v),
                     "grade_profile": lim.profile,
                     "provenance": "derived" if o.oid in derived else "direct",
@@ -124,7 +128,7 @@ def ivig_courses(state: PatientState, config: DetectionConfig) -> list[dict[str,
 def _point(o: Obs | None, start: int) -> dict[str, Any] | None:
     if o is None:
         return None
-    return {"observation_id": o.oid, "value": _num(o.v), "collected_at": iso(o.t),
+    return {"observation_id": o.oid, **_value(o.v), "collected_at": iso(o.t),
             "days_after_start": round((o.t - start) / DAY, 2)}
 
 
@@ -154,7 +158,7 @@ def patient_state(state: PatientState, config: DetectionConfig,
     return {
         "patient_key": state.patient_key,
         "current_grade": carry.grade,
-        "last_anc": None if last is None else {"observation_id": last.oid, "value": _num(last.v),
+        "last_anc": None if last is None else {"observation_id": last.oid, **_value(last.v),
                                                "unit": "cells/uL", "collected_at": iso(last.t)},
         "open_episodes": episodes,
         "detected_patterns": patterns,

@@ -2,7 +2,7 @@
 // bands of the monitor's limits in the middle, a strip of alerts below, one time axis.
 // Chart.js 4 + chartjs-plugin-annotation + the date-fns adapter, loaded as vendor scripts.
 
-import { GRADE, doseText, kindLabel, num, when, wrap } from "./format.js";
+import { GRADE, count, doseText, kindLabel, num, when, wrap } from "./format.js";
 import { administrationPoints, alertPoints, ancPoints, t, yRange } from "./timeline-data.js";
 
 export const COLORS = {
@@ -87,7 +87,7 @@ function administrationLines(points, color, prefix) {
 }
 
 function ancTooltip(o, floor) {
-  const lines = [`ANC ${num(o.value)} cells/µL · ${GRADE[o.grade] || o.grade}`];
+  const lines = [`ANC ${count(o)} cells/µL · ${GRADE[o.grade] || o.grade}`];
   if (o.value < floor) lines.push(`(drawn at the axis floor, ${num(floor)})`);
   lines.push(`${o.provenance === "derived" ? "derived from WBC × differential" : "direct count"}, status ${o.status}`);
   for (const l of o.linked_infusions || []) {

@@ -26,6 +26,9 @@ const dateOnly = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "shor
 export const when = (iso) => (iso ? dateTime.format(new Date(iso)) : "–");
 export const day = (iso) => (iso ? dateOnly.format(new Date(iso)) : "–");
 
+// A count as reported: "<100" when the lab gave it as below (or above) a figure.
+export const count = (o) => `${o.comparator || ""}${num(o.value)}`;
+
 // The dose of an administration or course as given: per kg (dose_mg_per_kg) or a mass (dose_mg).
 export function doseText({ dose_mg_per_kg: perKg, dose_mg: mass }) {
   const mg = (v, unit) => (v >= 1000 ? `${num(v / 1000)} g${unit}` : `${num(v)} mg${unit}`);

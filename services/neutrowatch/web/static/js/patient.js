@@ -3,7 +3,7 @@
 // data-ready="true" (or "error") when done; the ANC canvas carries the drawn counts as data-*.
 
 import { ancChart } from "./anc-chart.js";
-import { badge, day, doseText, el, getJSON, gradeBadge, kindLabel, num, when } from "./format.js";
+import { badge, count, day, doseText, el, getJSON, gradeBadge, kindLabel, num, when } from "./format.js";
 import { temperatureChart } from "./temperature-chart.js";
 import { chartAlerts, xRange } from "./timeline-data.js";
 
@@ -23,7 +23,7 @@ async function allAlerts(key) {
 function facts(timeline, state) {
   $("current-grade").replaceChildren(gradeBadge(state.current_grade));
   const last = state.last_anc;
-  $("last-anc").replaceChildren(...(last ? [`${num(last.value)} cells/µL `, el("small", {}, day(last.collected_at))] : ["–"]));
+  $("last-anc").replaceChildren(...(last ? [`${count(last)} cells/µL `, el("small", {}, day(last.collected_at))] : ["–"]));
   const l = timeline.grade_limits[timeline.grade_limits.length - 1];
   $("limits").replaceChildren(...(l ? [`${l.profile.toUpperCase()} profile `,
     el("small", {}, `normal ≥ ${num(l.normal)}${l.basis === "profile" ? "" : ` (${l.basis.replaceAll("_", " ")})`}`)] : ["–"]));
@@ -41,7 +41,7 @@ function patterns(state) {
 }
 
 function point(p) {
-  return p ? `${num(p.value)}` : "–";
+  return p ? count(p) : "–";
 }
 
 function ivigTable(timeline) {
@@ -51,7 +51,7 @@ function ivigTable(timeline) {
     el("td", { class: "num" }, c.interval_days === null ? "–" : `${num(c.interval_days)} d`),
     el("td", { class: "num" }, point(c.pre)),
     el("td", { class: "num" }, point(c.early)),
-    el("td", { class: "num" }, c.nadir ? `${num(c.nadir.value)} (d${Math.round(c.nadir.days_after_start)})` : "–"),
+    el("td", { class: "num" }, c.nadir ? `${count(c.nadir)} (d${Math.round(c.nadir.days_after_start)})` : "–"),
     el("td", { class: "num" }, point(c.recovery_before_next)),
     el("td", { class: c.dip ? "dip-yes" : "dip-no" }, c.dip === null ? "–" : c.dip ? "yes" : "no")));
   $("ivig-table").tBodies[0].replaceChildren(...(rows.length ? rows
