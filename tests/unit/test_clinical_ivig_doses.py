@@ -4,33 +4,11 @@ baseline count is the care gap to flag, and a dose in g is never compared with o
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
+from clinical_events import T0, anc, ivig, of_kind
 from neutrowatch.detection import DetectionConfig, PatientState, run, step
-from neutrowatch.domain.events import Coding, LabResult, MedicationAdministration, Source
-from neutrowatch.domain.medications import normalise_dose
 from neutrowatch.monitor.views import timeline
-
-T0 = datetime(2024, 1, 1, 8, tzinfo=timezone.utc)
-_n = iter(range(10**6))
-
-
-def anc(day: float, value: float) -> LabResult:
-    i = next(_n)
-    return LabResult(f"anc-{i}", f"ev-anc-{i}", "p1", None, "anc", value, "cells/uL", "F",
-                     T0 + timedelta(days=day), Source("canonical"))
-
-
-def ivig(day: float, value: float, unit: str = "g") -> MedicationAdministration:
-    i = next(_n)
-    start = T0 + timedelta(days=day, hours=2)
-    return MedicationAdministration(f"adm-{i}", f"ev-adm-{i}", "p1", None, Coding("J06BA02"), "ivig",
-                                    start, "completed", Source("canonical"), start + timedelta(hours=4),
-                                    normalise_dose(value, unit))
-
-
-def of_kind(alerts, kind):
-    return [a for a in alerts if a.kind == kind]
 
 
 def test_escalation_from_70_g_to_90_g_without_a_recent_count_asks_for_a_cbc():

@@ -2,32 +2,8 @@
 figures: what a clinician reads must be what the rule tested."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
+from clinical_events import anc, ivig, of_kind
 from neutrowatch.detection import DetectionConfig, run
-from neutrowatch.domain.events import Coding, LabResult, MedicationAdministration, Source
-from neutrowatch.domain.medications import normalise_dose
-
-T0 = datetime(2024, 1, 1, 8, tzinfo=timezone.utc)
-_n = iter(range(10**6))
-
-
-def anc(day: float, value: float) -> LabResult:
-    i = next(_n)
-    return LabResult(f"anc-{i}", f"ev-anc-{i}", "p1", None, "anc", value, "cells/uL", "F",
-                     T0 + timedelta(days=day), Source("canonical"))
-
-
-def ivig(day: float, grams: float) -> MedicationAdministration:
-    i = next(_n)
-    start = T0 + timedelta(days=day, hours=2)
-    return MedicationAdministration(f"adm-{i}", f"ev-adm-{i}", "p1", None, Coding("J06BA02"), "ivig",
-                                    start, "completed", Source("canonical"), start + timedelta(hours=4),
-                                    normalise_dose(grams, "g"))
-
-
-def of_kind(alerts, kind):
-    return [a for a in alerts if a.kind == kind]
 
 
 def test_rapid_decline_and_recovery_texts_give_the_configured_figures():
