@@ -14,8 +14,10 @@ import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timezone, tzinfo
 from pathlib import Path
 from typing import Any, Iterator
+from zoneinfo import ZoneInfo
 
 from neutrowatch.detection import Alert, DetectionConfig, PatientState, step
 from neutrowatch.domain.events import Event, event_from_record
@@ -32,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "patients (per-patient baseline_anc / normal_threshold / profile), windows")
     parser.add_argument("--local-codes", type=Path, default=None, metavar="FILE",
                         help="local code mapping (YAML/JSON) for HL7/FHIR results with local codes")
+    parser.add_argument("--hl7-default-timezone", default="UTC", metavar="ZONE",
+                        help="IANA time zone of HL7 v2 timestamps without a UTC offset when MSH-7 "
+                             "has none either (as the ingest setting of that name; default UTC)")
 
 
 @dataclass
@@ -56,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         codes = load_codes(getattr(args, "local_codes", None))
-    except (OSError, ValueError) as exc:
+        zone = ZoneInfo(args.hl7_default_timezone)
+    except (OSError, ValueError, KeyError) as exc:  # an unknown zone is a KeyError
         print(f"neutrowatch analyze: {exc}", file=sys.stderr)
         return 1
     report = Report()
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
             report.unreadable.append(f"{path}: {exc.strerror or exc}")
             continue
         report.files += 1
-        events.extend(read_events(data, str(path), codes, report))
+        events.extend(read_events(data, str(path), codes, report, zone))
     report.events = len(events)
     out = sys.stdout
     for alert in analyze_events(events, config):
@@ -124,11 +130,11 @@ def _load_mapping(path: Path) -> dict:
     return data
 
 
-def read_events(data: bytes, name: str, codes: Any, report: Report) -> list[Event]:
+def read_events(data: bytes, name: str, codes: Any, report: Report, zone: tzinfo = timezone.utc) -> list[Event]:
     text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
     head = text.lstrip("\x0b \t\r\n")
     if head.startswith("MSH"):
-        return _hl7(data, name, codes, report)
+        return _hl7(data, name, codes, report, zone)
     stripped = text.strip()
     if not stripped:
         return []
@@ -185,13 +191,13 @@ def _check_canonical(ev: Event) -> None:
         raise ValueError(f"ANC {ev.value} cells/uL is implausible (0..200000)")  # type: ignore[union-attr]
 
 
-def _hl7(data: bytes, name: str, codes: Any, report: Report) -> list[Event]:
+def _hl7(data: bytes, name: str, codes: Any, report: Report, zone: tzinfo) -> list[Event]:
     from neutrowatch.parsing.errors import InputRejected
     from neutrowatch.parsing.hl7v2 import parse_hl7, split_messages
     out: list[Event] = []
     for n, message in enumerate(split_messages(data), 1):
         try:
-            out.extend(parse_hl7(message, codes).events)
+            out.extend(parse_hl7(message, codes, zone).events)
         except InputRejected as exc:
             r = exc.rejection
             report.rejected.append(Rejected(name, f"message {n}", r.code, r.reason, r.field))

@@ -36,3 +36,20 @@ def test_hl7_fixtures_and_fhir_bundle_are_read(capsys):
     assert "analyze:" in err and "event(s)" in err
     for a in alerts:
         assert a["schema"] == "neutrowatch.alert.v1"
+
+
+def test_hl7_local_times_read_in_the_given_time_zone(tmp_path, capsys):
+    # a sender whose timestamps carry no offset (MSH-7 none either), in London in summer
+    msg = "\r".join([
+        "MSH|^~\\&|LAB|HOSP|NW|HOSP|20240701100000||ORU^R01|TZ1|P|2.5.1",
+        "PID|1||TZ1^^^HOSP^MR||Doe^Jane||19800101|F",
+        "OBR|1|ORD1|FIL1|57021-8^CBC^LN|||20240701083000|||||||||||||||20240701090000|||F",
+        "OBX|1|NM|751-8^Neutrophils [#/volume] in Blood^LN||0.3|10*3/uL||L|||F"])
+    path = tmp_path / "london.hl7"
+    path.write_text(msg)
+    rc, alerts, _ = run_analyze([path], capsys)
+    assert rc == 0 and alerts[0]["observed_at"] == "2024-07-01T08:30:00Z"
+    rc, alerts, _ = run_analyze(["--hl7-default-timezone", "Europe/London", path], capsys)
+    assert rc == 0 and alerts[0]["observed_at"] == "2024-07-01T07:30:00Z"
+    rc, _, err = run_analyze(["--hl7-default-timezone", "Mars/Olympus", path], capsys)
+    assert rc == 1 and "Mars/Olympus" in err
