@@ -69,7 +69,7 @@ def parse_fhir(resource: Any, codes: CodeMap = DEFAULT_CODES,
         context, part = found
         if part.role == "body_temperature":
             return [_temperature(context, part, source)]
-        return _ancs({(context["patient_key"], "single"): (context, [part])}, source)
+        return _ancs(context["patient_key"], "single", context, [part], source)
     return [_administration(resource, "", EMPTY_INDEX, source)]
 
 
@@ -114,12 +114,12 @@ def _bundle(bundle: dict, codes: CodeMap) -> list[Event]:
                 buckets.setdefault((context["patient_key"], group), (context, []))[1].append(part)
                 if delete:
                     deleted[id(part)] = position
-    for bucket, (context, parts) in buckets.items():
-        made = _ancs({bucket: (context, parts)}, source)
-        # a deletion that gives no count: a derived count's input without the others
-        for part in parts if not made else ():
-            if id(part) in deleted:
-                _refuse_partial_delete(deleted[id(part)], part)
+    for (key, group), (context, parts) in buckets.items():
+        made = _ancs(key, group, context, parts, source)
+        if not made:  # a deletion that gives no count: a derived count's input without the others
+            for part in parts:
+                if id(part) in deleted:
+                    _refuse_partial_delete(deleted[id(part)], part)
         events.extend(made)
     return events
 
@@ -376,16 +376,14 @@ def _versions(parts: list[Part]) -> list[list[Part]]:
     return [[v[min(i, len(v) - 1)] for v in history.values()] for i in range(depth)]
 
 
-def _ancs(buckets: dict[tuple[str, str], tuple[dict, list[Part]]], source: Source) -> list[Event]:
-    events: list[Event] = []
-    for (key, group), (context, parts) in buckets.items():
-        seen: set[str] = set()
-        for version in _versions(parts):
-            event = _anc(key, group, context, version, source)
-            if event is not None and event.event_id not in seen:  # a repeat is one event
-                seen.add(event.event_id)
-                events.append(event)
-    return events
+def _ancs(key: str, group: str, context: dict, parts: list[Part], source: Source) -> list[Event]:
+    """The counts of one specimen (or group), one per version the Bundle sends."""
+    events: dict[str, Event] = {}
+    for version in _versions(parts):
+        event = _anc(key, group, context, version, source)
+        if event is not None:
+            events.setdefault(event.event_id, event)  # a repeat is one event
+    return list(events.values())
 
 
 def _anc(key: str, group: str, context: dict, parts: list[Part], source: Source) -> LabResult | None:
