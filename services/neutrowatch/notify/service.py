@@ -304,14 +304,15 @@ class NotifyService:
         items = []
         for j, alert, _ in go:
             # not delivered, so not acknowledged either: the escalation chain starts all the same
-            esc = [e for e in [decisions.escalation_while_undelivered(j, now)] if e]
+            esc = decisions.escalation_while_undelivered(j, now)
             if again is not None:  # every member again, at the same time: the same message
                 nxt = replace(j, attempt=again.attempt, due=again.due, first_try_at=again.first_try_at)
-                items.append((j, [audit.record(j, alert, "retrying", verdict.reason, now, rtype, delivery_id=flight.delivery_id)], [nxt, *esc], None, False, False))
+                outcome, follow, given_up = "retrying", [nxt, esc], False
             else:
-                fb = decisions.fallback(j, self.routing, now)
-                items.append((j, [audit.record(j, alert, "failed", verdict.reason, now, rtype, delivery_id=flight.delivery_id)], [fb, *esc] if fb else esc,
-                              None, False, state == decisions.FAILED))
+                outcome, follow = "failed", [decisions.fallback(j, self.routing, now), esc]
+                given_up = state == decisions.FAILED
+            items.append((j, [audit.record(j, alert, outcome, verdict.reason, now, rtype, delivery_id=flight.delivery_id)],
+                          [f for f in follow if f], None, False, given_up))
         await self.store.complete_many(items)
         return "retrying" if again is not None else "failed"
 
