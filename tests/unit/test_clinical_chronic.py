@@ -10,22 +10,20 @@ is what a clinician sees: the alerts' kind, time, count and text.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
+import clinical_events
+from clinical_events import SRC, T0, count
 from neutrowatch.detection import DetectionConfig, PatientState, step
-from neutrowatch.domain.events import LabResult, Source
-
-T0 = datetime(2024, 1, 1, 8, tzinfo=timezone.utc)
-SRC = Source("canonical")
+from neutrowatch.domain.events import LabResult
 
 
-def anc(oid: str, day: float, value: float, pid: str = "p-chronic") -> LabResult:
-    return LabResult(f"obs-{pid}-{oid}", f"ev-{pid}-{oid}", pid, None, "anc", value, "cells/uL", "F",
-                     T0 + timedelta(days=day), SRC)
+def anc(key: str, day: float, value: float) -> LabResult:
+    return count(key, day, value, "p-chronic")
 
 
 def series(points: list[tuple[float, float]], pid: str = "p-chronic") -> list[LabResult]:
-    return [anc(str(i), day, value, pid) for i, (day, value) in enumerate(points)]
+    return clinical_events.series(points, pid)
 
 
 def stream(events, config: DetectionConfig | None = None) -> list[list]:

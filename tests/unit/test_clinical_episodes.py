@@ -13,23 +13,18 @@ is what a clinician sees: the alerts' kind, severity, time, count and text.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
+import clinical_events
+from clinical_events import SRC, T0
 from neutrowatch.detection import DetectionConfig, PatientState, step
-from neutrowatch.domain.events import Coding, LabResult, MedicationAdministration, Source
+from neutrowatch.domain.events import Coding, LabResult, MedicationAdministration
 
 CONFIG = DetectionConfig()
-T0 = datetime(2024, 1, 1, 8, tzinfo=timezone.utc)
-SRC = Source("canonical")
-
-
-def anc(n: int, day: float, value: float, pid: str = "p-gap") -> LabResult:
-    return LabResult(f"obs-{pid}-{n:04d}", f"ev-{pid}-{n}", pid, None, "anc", value, "cells/uL", "F",
-                     T0 + timedelta(days=day), SRC)
 
 
 def series(points: list[tuple[float, float]], pid: str = "p-gap") -> list[LabResult]:
-    return [anc(i, day, value, pid) for i, (day, value) in enumerate(points)]
+    return clinical_events.series(points, pid)
 
 
 def run(events, config: DetectionConfig = CONFIG, roundtrip: bool = False):

@@ -3,25 +3,18 @@ at most 72 h old) or one collected in the 24 h after it; "falling" against a cou
 older; the patient's own limits; the alert text tells what was measured, when."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
+from clinical_events import reading
 from neutrowatch.detection import DetectionConfig, run
-from neutrowatch.domain.events import LabResult, Source
-
-T0 = datetime(2024, 1, 1, 8, tzinfo=timezone.utc)
-_n = iter(range(10**6))
-
+from neutrowatch.domain.events import LabResult
 
 def anc(hours: float, value: float) -> LabResult:
-    i = next(_n)
-    return LabResult(f"anc-{i}", f"ev-anc-{i}", "p1", None, "anc", value, "cells/uL", "F",
-                     T0 + timedelta(hours=hours), Source("canonical"))
+    return reading("anc", timedelta(hours=hours), value)
 
 
 def temp(hours: float, celsius: float) -> LabResult:
-    i = next(_n)
-    return LabResult(f"temp-{i}", f"ev-temp-{i}", "p1", None, "body_temperature", celsius, "Cel", "F",
-                     T0 + timedelta(hours=hours), Source("canonical"))
+    return reading("body_temperature", timedelta(hours=hours), celsius)
 
 
 def febrile(events, config=None):
