@@ -81,3 +81,55 @@ def test_bad_fhir_gets_4xx_naming_the_field(base_url, kafka_bootstrap, path, bod
     assert letters and letters[0]["reason_code"] == code
     # and the service keeps serving
     assert post(f"{base_url}/fhir/Observation", observation("ALIVE"))[0] == 201
+
+
+# ----------------------------------------------------------------------------- Bundles a lab batches
+
+def anc_observation(patient: str, **extra) -> dict:
+    resource = {"resourceType": "Observation", "id": "anc1", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "751-8"}]},
+                "subject": {"reference": f"Patient/{patient}"},
+                "effectiveDateTime": "2026-02-01T08:30:00+01:00",
+                "valueQuantity": {"value": 0.4, "unit": "x10^3/uL", "system": "http://unitsofmeasure.org",
+                                  "code": "10*3/uL"}}
+    resource.update(extra)
+    return resource
+
+
+def test_a_preliminary_and_its_final_in_one_bundle_both_reach_kafka(base_url, kafka_bootstrap):
+    # the final was lost: only the first version of the Observation was published
+    patient = "FHIR-" + uuid.uuid4().hex[:8]
+    final_value = {"value": 0.3, "unit": "x10^3/uL", "code": "10*3/uL", "system": "http://unitsofmeasure.org"}
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": anc_observation(patient, status="preliminary", issued="2026-02-01T09:00:00+01:00")},
+        {"resource": anc_observation(patient, issued="2026-02-01T10:00:00+01:00", valueQuantity=final_value)}]}
+    status, _ = post(f"{base_url}/fhir", bundle)
+    assert status == 200
+    records = read_records(kafka_bootstrap, LAB, lambda r: r["patient_id"] == patient, expect=2)
+    assert [(r["status"], r["value"]) for r in records] == [("P", 400), ("F", 300)]
+    assert records[0]["observation_id"] == records[1]["observation_id"]
+    assert records[0]["event_id"] != records[1]["event_id"]
+
+
+def test_a_delete_entry_reaches_kafka_as_a_deletion(base_url, kafka_bootstrap):
+    # a transaction DELETE of the 400 result was published as a new final 400
+    patient = "FHIR-" + uuid.uuid4().hex[:8]
+    assert post(f"{base_url}/fhir/Observation", anc_observation(patient))[0] == 201
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": "Observation/anc1"}, "resource": anc_observation(patient)}]}
+    status, body = post(f"{base_url}/fhir", bundle)
+    assert status == 200 and body["entry"][0]["response"]["status"] == "204 No Content"
+    given, deleted = read_records(kafka_bootstrap, LAB, lambda r: r["patient_id"] == patient, expect=2)
+    assert (given["status"], given["value"]) == ("F", 400)
+    assert deleted["status"] == "D" and "value" not in deleted
+    assert deleted["observation_id"] == given["observation_id"]
+
+
+def test_a_delete_by_url_alone_is_refused_and_nothing_is_published(base_url, kafka_bootstrap):
+    patient = "FHIR-" + uuid.uuid4().hex[:8]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": anc_observation(patient, id="other")},
+        {"request": {"method": "DELETE", "url": "Observation/123"}}]}
+    status, body = post(f"{base_url}/fhir", bundle)
+    assert status == 422 and body["issue"][0]["expression"] == ["Bundle.entry[1].request"]
+    assert read_records(kafka_bootstrap, LAB, lambda r: r["patient_id"] == patient, timeout=3) == []
