@@ -216,3 +216,20 @@ def test_a_client_sending_one_byte_a_second_does_not_block_others(stack):
         assert time.monotonic() - started < 2.0
     finally:
         slow.close()
+
+
+def test_a_sender_zone_setting_places_local_times(kafka_bootstrap, redis_url):
+    # a feed whose timestamps carry no offset, MSH-7 none either, from a London hospital in summer
+    service, mllp_port, _ = start_up(kafka_bootstrap, redis_url, ["--hl7-default-timezone", "Europe/London"])
+    try:
+        control_id, patient = new_id(), new_id()
+        message = "\r".join([
+            f"MSH|^~\\&|LAB|TESTLAB|NW|NW|20260701120000||ORU^R01|{control_id}|P|2.5.1",
+            f"PID|1||{patient}^^^TESTMPI^MR||Doe^Jane",
+            f"OBR|1|ORD1|FILL-{control_id}|57021-8^CBC^LN|||20260701083000",
+            "OBX|1|NM|751-8^Neutrophils^LN||0.4|10*3/uL|||||F"]) + "\r"
+        assert ack_of(send(mllp_port, message))[0] == "AA"
+        [record] = read_records(kafka_bootstrap, LAB, lambda r: r["patient_id"] == patient, expect=1)
+        assert record["collected_at"] == "2026-07-01T08:30:00+01:00"
+    finally:
+        service.stop()

@@ -195,40 +195,6 @@ def test_without_the_setting_a_time_without_any_offset_is_utc():
     assert Settings().hl7_default_timezone == "UTC"
 
 
-def test_the_setting_reaches_the_parser_through_the_mllp_intake(monkeypatch):
-    import asyncio
-    from zoneinfo import ZoneInfo
-
-    from neutrowatch.ingest.hl7_intake import Hl7Intake
-    from neutrowatch.platform.settings import Settings
-
-    monkeypatch.setenv("NEUTROWATCH_HL7_DEFAULT_TIMEZONE", LONDON)
-    settings = Settings()
-    assert settings.hl7_default_timezone == LONDON
-
-    class Kafka:
-        def __init__(self):
-            self.records = []
-
-        async def publish(self, records):
-            self.records.extend(records)
-
-    class Guard:
-        async def seen(self, key):
-            return False
-
-        async def remember(self, key):
-            pass
-
-    kafka = Kafka()
-    intake = Hl7Intake(kafka, Guard(), CodeMap(), default_tz=ZoneInfo(settings.hl7_default_timezone))
-    obr = OBR.replace("20240101083000+0100", "20240701083000")
-    ack = asyncio.run(intake.handle(oru(anc_obx(), msh=MSH_NO_OFFSET, obr=obr).encode()))
-    assert b"MSA|AA" in ack
-    [record] = [r.value for r in kafka.records]
-    assert datetime.fromisoformat(record["collected_at"]) == datetime(2024, 7, 1, 7, 30, tzinfo=timezone.utc)
-
-
 def test_an_unknown_zone_name_is_refused_at_start():
     from pydantic import ValidationError
 
