@@ -120,6 +120,33 @@ def test_ivig_case_gives_the_post_ivig_pattern_with_its_evidence(stack, kafka_bo
     assert any(o["linked_infusions"] and o["linked_infusions"][0]["drug_class"] == "ivig" for o in timeline)
 
 
+def test_a_count_dated_in_the_future_is_dead_lettered_and_does_not_blind_the_patient(stack, kafka_bootstrap):
+    """A canonical producer writes a count mistyped as collected in 2062 straight to the topic (past
+    ingest's check). Taken in, it would be the patient's newest count, and every real count would
+    fall behind the history bound measured back from it: the 300 after it would page no one. The
+    monitor dead-letters it with its reason, and the 300 gives its severe alert."""
+    _, _, http_port = stack
+    patient = new_tag()
+    key = f"TESTMPI|{patient}"
+
+    def lab(n: int, collected: str, value: float) -> dict:
+        return {"schema": "neutrowatch.lab-result.v1", "observation_id": f"{patient}-{n}",
+                "event_id": f"{patient}-{n}-F", "patient_id": patient, "assigning_authority": "TESTMPI",
+                "patient_key": key, "analyte": "anc", "value": value, "unit": "cells/uL", "status": "F",
+                "collected_at": collected, "source": {"type": "canonical"}, "provenance": "direct"}
+
+    produce(kafka_bootstrap, [lab(1, "2026-01-05T08:00:00+00:00", 3000), lab(2, "2062-01-06T08:00:00+00:00", 2900),
+                              lab(3, "2026-01-07T08:00:00+00:00", 300)])
+    severe = wait_for(lambda: patient_alerts(http_port, key, "&kind=severe_neutropenia"), 20)
+    assert len(severe) == 1 and severe[0]["anc_cells_per_ul"] == 300
+    dead = read_records(kafka_bootstrap, "neutrowatch.dead-letter.v1",
+                        lambda r: patient in r.get("raw", ""), expect=1, timeout=10)
+    assert dead[0]["reason_code"] == "future_time" and dead[0]["field"] == "collected_at"
+    assert "2062-01-06T08:00:00+00:00" in dead[0]["reason"] and "time zone" in dead[0]["reason"]
+    q = urllib.parse.quote(key, safe="")
+    assert [o["value"] for o in api(http_port, f"/patients/{q}/anc")[1]["anc"]] == [3000, 300]
+
+
 def test_alerts_api_filters_and_pages(stack):
     _, _, http_port = stack
     status, page = api(http_port, "/alerts?severity=critical&limit=1")

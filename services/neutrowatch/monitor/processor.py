@@ -20,12 +20,13 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Protocol
 
 from neutrowatch import schemas, topics
 from neutrowatch.detection import DetectionConfig, step
 from neutrowatch.domain.events import Event, LabResult, Rejection, Source, event_from_record
+from neutrowatch.domain.timing import dated_ahead
 from neutrowatch.ingest.dead_letters import dead_letter
 from neutrowatch.monitor.state_store import Commit, Loaded, StateStore
 from neutrowatch.platform import metrics
@@ -58,8 +59,10 @@ class Health:
 class Processor:
     def __init__(self, store: StateStore, sender: Sender, config: DetectionConfig,
                  retry_max_seconds: float = 5.0, clock: Callable[[], datetime] | None = None,
-                 stopping: Callable[[], bool] = lambda: False, state_cache_size: int = 4096):
+                 stopping: Callable[[], bool] = lambda: False, state_cache_size: int = 4096,
+                 future_tolerance: timedelta = timedelta(hours=1)):
         self.store, self.sender, self.config = store, sender, config
+        self.future_tolerance = future_tolerance
         self.retry_max = retry_max_seconds
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.health = Health()
@@ -120,6 +123,7 @@ class Processor:
         rejects: list[OutRecord] = []
         for topic, n in Counter(topic for topic, _ in batch).items():
             metrics.MONITOR_EVENTS.labels(topic).inc(n)
+        now = self.clock()
         for topic, value in batch:
             try:
                 record = schemas.decode(value, topics.SCHEMA_OF_TOPIC.get(topic))
@@ -130,6 +134,10 @@ class Processor:
                 continue
             except (KeyError, TypeError, ValueError) as exc:
                 rejects.append(self._reject(value, "schema_violation", type(exc).__name__, None))
+                continue
+            ahead = dated_ahead(event, now, self.future_tolerance)
+            if ahead is not None:  # a producer writing to the topic directly skipped ingest's check
+                rejects.append(self._reject(value, ahead.code, ahead.reason, ahead.field))
                 continue
             by_patient.setdefault(event.patient_key, []).append(
                 Decoded(event, _epoch(record.get("ingested_at"))))

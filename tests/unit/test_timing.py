@@ -1,0 +1,42 @@
+"""Events dated in the future are refused; deletions never are."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from clinical_events import T0, anc, ivig
+from neutrowatch.domain.timing import dated_ahead
+
+HOUR = timedelta(hours=1)
+
+
+def test_a_count_collected_within_the_tolerance_is_taken():
+    now = T0 + timedelta(days=3)
+    assert dated_ahead(anc(3, 900), now, HOUR) is None
+    assert dated_ahead(anc(3 + 59 / 1440, 900), now, HOUR) is None  # a sender's clock 59 min fast
+
+
+def test_a_count_from_a_mistyped_year_is_refused_with_a_reason_the_sender_can_act_on():
+    rejection = dated_ahead(anc(365 * 38, 900), T0 + timedelta(days=3), HOUR)
+    assert rejection.code == "future_time" and rejection.field == "collected_at"
+    assert "2061-12-22T08:00:00+00:00" in rejection.reason and "13867 days after it was received" in rejection.reason
+    assert "at most 1 h" in rejection.reason and "time zone" in rejection.reason
+
+
+def test_a_sender_hours_ahead_is_refused_in_hours():
+    rejection = dated_ahead(anc(0.4, 900), T0, HOUR)  # 9.6 h ahead: a zone offset taken as UTC
+    assert "10 h after it was received" in rejection.reason
+
+
+def test_an_infusion_starting_in_the_future_is_refused_on_its_start():
+    rejection = dated_ahead(ivig(30, 70), T0, HOUR)
+    assert rejection.field == "started_at" and "administration start time" in rejection.reason
+
+
+def test_deletions_are_taken_whatever_their_date():
+    """A deletion must be able to withdraw a mis-dated result that got in before."""
+    deleted = dataclasses.replace(anc(365 * 38, 900), status="D")
+    assert dated_ahead(deleted, T0, HOUR) is None
+    voided = dataclasses.replace(ivig(30, 70), status="entered-in-error")
+    assert dated_ahead(voided, T0, HOUR) is None
+
