@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hl7-default-timezone", default="UTC", metavar="ZONE",
                         help="IANA time zone of HL7 v2 timestamps without a UTC offset when MSH-7 "
                              "has none either (as the ingest setting of that name; default UTC)")
+    parser.add_argument("--fhir-patient-identity", default="reference", choices=("reference", "identifier"),
+                        help="how a FHIR subject becomes a patient key (as the ingest setting of that "
+                             "name; default reference)")
+    parser.add_argument("--fhir-identifier-systems", default="{}", metavar="JSON",
+                        help="JSON object of FHIR identifier system -> HL7 assigning authority (as the "
+                             "ingest setting of that name)")
 
 
 @dataclass
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         codes = load_codes(getattr(args, "local_codes", None))
         zone = ZoneInfo(args.hl7_default_timezone)
+        identity = _identity(args)
     except (OSError, ValueError, KeyError) as exc:  # an unknown zone is a KeyError
         print(f"neutrowatch analyze: {exc}", file=sys.stderr)
         return 1
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             report.unreadable.append(f"{path}: {exc.strerror or exc}")
             continue
         report.files += 1
-        events.extend(read_events(data, str(path), codes, report, zone))
+        events.extend(read_events(data, str(path), codes, report, zone, identity))
     report.events = len(events)
     out = sys.stdout
     for alert in analyze_events(events, config):
@@ -130,7 +137,18 @@ def _load_mapping(path: Path) -> dict:
     return data
 
 
-def read_events(data: bytes, name: str, codes: Any, report: Report, zone: tzinfo = timezone.utc) -> list[Event]:
+def _identity(args: argparse.Namespace) -> Any:
+    from neutrowatch.parsing.fhir import PatientIdentity
+    from neutrowatch.platform.settings import identifier_systems
+    try:
+        systems = identifier_systems(getattr(args, "fhir_identifier_systems", "{}"))
+    except ValueError as exc:
+        raise ValueError(f"--fhir-identifier-systems: {exc}") from None
+    return PatientIdentity(getattr(args, "fhir_patient_identity", "reference"), systems)
+
+
+def read_events(data: bytes, name: str, codes: Any, report: Report, zone: tzinfo = timezone.utc,
+                identity: Any = None) -> list[Event]:
     text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
     head = text.lstrip("\x0b \t\r\n")
     if head.startswith("MSH"):
@@ -145,7 +163,7 @@ def read_events(data: bytes, name: str, codes: Any, report: Report, zone: tzinfo
     if whole is not None:
         items = whole if isinstance(whole, list) else [whole]
         return [ev for i, item in enumerate(items)
-                for ev in _json_item(item, name, f"item {i + 1}", codes, report)]
+                for ev in _json_item(item, name, f"item {i + 1}", codes, report, identity)]
     out: list[Event] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -155,11 +173,12 @@ def read_events(data: bytes, name: str, codes: Any, report: Report, zone: tzinfo
         except json.JSONDecodeError as exc:
             report.rejected.append(Rejected(name, f"line {n}", "not_json", f"not JSON: {exc.msg}"))
             continue
-        out.extend(_json_item(item, name, f"line {n}", codes, report))
+        out.extend(_json_item(item, name, f"line {n}", codes, report, identity))
     return out
 
 
-def _json_item(item: Any, name: str, where: str, codes: Any, report: Report) -> list[Event]:
+def _json_item(item: Any, name: str, where: str, codes: Any, report: Report,
+               identity: Any = None) -> list[Event]:
     if isinstance(item, dict) and item.get("schema") in CANONICAL:
         try:
             ev = event_from_record(item)
@@ -171,9 +190,9 @@ def _json_item(item: Any, name: str, where: str, codes: Any, report: Report) -> 
             return []
     if isinstance(item, dict) and "resourceType" in item:
         from neutrowatch.parsing.errors import InputRejected
-        from neutrowatch.parsing.fhir import parse_fhir
+        from neutrowatch.parsing.fhir import BY_REFERENCE, parse_fhir
         try:
-            return list(parse_fhir(item, codes))
+            return list(parse_fhir(item, codes, identity=identity or BY_REFERENCE))
         except InputRejected as exc:
             r = exc.rejection
             report.rejected.append(Rejected(name, where, r.code, r.reason, r.field))

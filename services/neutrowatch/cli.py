@@ -8,6 +8,7 @@ import sys
 from typing import Any, Callable
 
 from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
 
 from neutrowatch.platform.settings import Settings
 
@@ -43,6 +44,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"--{'-'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise SystemExit(f"neutrowatch: invalid setting: {problems}") from exc
+    except SettingsError as exc:  # an environment variable that should hold JSON does not
+        raise SystemExit(f"neutrowatch: invalid setting: {exc}") from exc
 
 
 def _up(args: argparse.Namespace) -> int:

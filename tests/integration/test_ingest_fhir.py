@@ -133,3 +133,51 @@ def test_a_delete_by_url_alone_is_refused_and_nothing_is_published(base_url, kaf
     status, body = post(f"{base_url}/fhir", bundle)
     assert status == 422 and body["issue"][0]["expression"] == ["Bundle.entry[1].request"]
     assert read_records(kafka_bootstrap, LAB, lambda r: r["patient_id"] == patient, timeout=3) == []
+
+
+# ----------------------------------------------------------------------------- one patient, two feeds
+
+def test_identifier_mode_gives_hl7_and_fhir_events_of_one_person_one_patient_key(kafka_bootstrap, redis_url):
+    # a hospital sending CBCs by HL7 and infusions and counts by FHIR had two histories per person
+    # (HOSP|12345 and the FHIR Patient id 123): febrile and post-IVIG patterns went unseen
+    from hl7.client import MLLPClient
+    systems = json.dumps({"http://hospital.example/mrn": "HOSP"})
+    service, mllp_port, http_port = start_up(
+        kafka_bootstrap, redis_url, ["--fhir-patient-identity", "identifier", "--fhir-identifier-systems", systems])
+    try:
+        control_id, bundle_id = "T" + uuid.uuid4().hex[:18], uuid.uuid4().hex
+        oru = "\r".join([
+            f"MSH|^~\\&|LAB|HOSP|NW|HOSP|20260201120000+0000||ORU^R01|{control_id}|P|2.5.1",
+            "PID|1||12345^^^HOSP^MR||Doe^Jane",
+            f"OBR|1|ORD1|FILL-{control_id}|57021-8^CBC^LN|||20260201080000+0000",
+            "OBX|1|NM|751-8^Neutrophils^LN||0.4|10*3/uL|||||F"]) + "\r"
+        with MLLPClient("127.0.0.1", mllp_port) as client:
+            assert b"MSA|AA|" + control_id.encode() in client.send_message(oru)
+        patient = {"resourceType": "Patient", "id": "123", "identifier": [
+            {"system": "http://other.example/ids", "value": "O-1"},
+            {"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+             "system": "http://hospital.example/mrn", "value": "12345"}]}
+        ivig = {"resourceType": "MedicationAdministration", "id": "ivig1", "status": "completed",
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc", "code": "J06BA02"}]},
+                "subject": {"reference": "Patient/123"}, "effectiveDateTime": "2026-02-01T10:00:00Z"}
+        bundle = {"resourceType": "Bundle", "id": bundle_id, "type": "batch", "entry": [
+            {"fullUrl": "https://fhir.example/Patient/123", "resource": patient},
+            {"resource": anc_observation("123", id=bundle_id)}, {"resource": ivig}]}
+        status, _ = post(f"http://127.0.0.1:{http_port}/fhir", bundle)
+        assert status == 200
+
+        [by_hl7] = read_records(kafka_bootstrap, LAB, lambda r: r["source"].get("message_id") == control_id, expect=1)
+        [by_fhir] = read_records(kafka_bootstrap, LAB, lambda r: r["source"].get("message_id") == bundle_id, expect=1)
+        [infusion] = read_records(kafka_bootstrap, "neutrowatch.medication-administrations.v1",
+                                  lambda r: r["source"].get("message_id") == bundle_id, expect=1)
+        assert [(r["_key"], r["patient_key"]) for r in (by_hl7, by_fhir, infusion)] == [("HOSP|12345", "HOSP|12345")] * 3
+        assert (by_fhir["value"], infusion["drug_class"]) == (400, "ivig")
+
+        # a subject that names no identifier is refused under this setting, the field named
+        status, outcome = post(f"http://127.0.0.1:{http_port}/fhir/Observation", anc_observation("123"))
+        issue = outcome["issue"][0]
+        assert status == 422 and issue["expression"] == ["Observation.subject"]
+        assert issue["details"]["coding"][0]["code"] == "missing_patient_identifier"
+        assert "identifier is needed" in issue["details"]["text"]
+    finally:
+        service.stop()

@@ -16,7 +16,7 @@ from neutrowatch.domain.codes import CodeMap
 from neutrowatch.domain.events import Rejection, Source, with_ingested_at
 from neutrowatch.ingest.dead_letters import dead_letter
 from neutrowatch.parsing.errors import InputRejected
-from neutrowatch.parsing.fhir import parse_fhir
+from neutrowatch.parsing.fhir import BY_REFERENCE, PatientIdentity, parse_fhir
 from neutrowatch.platform import metrics
 from neutrowatch.platform.kafka import OutRecord, PublishError, Publisher
 from neutrowatch.schemas import SchemaError
@@ -28,15 +28,20 @@ FHIR_JSON = "application/fhir+json"
 _BAD_REQUEST = {"not_json", "not_a_resource", "wrong_resource_type", "missing_resource_type",
                 "unsupported_bundle_type"}
 _ISSUE_CODE = {"message_too_large": "too-long", "not_json": "structure", "not_a_resource": "structure", "missing_subject": "required",
+               "missing_patient_identifier": "required",
                "missing_effective_time": "required", "missing_resource_type": "required"}
 
 
 class FhirIntake:
     def __init__(self, publisher: Publisher, codes: CodeMap,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 identity: PatientIdentity = BY_REFERENCE):
+        """``identity``: how a subject becomes a patient key (the ``fhir_patient_identity`` and
+        ``fhir_identifier_systems`` settings)."""
         self._publisher = publisher
         self._codes = codes
         self._clock = clock
+        self._identity = identity
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/fhir/Observation", self._observation),
@@ -61,7 +66,7 @@ class FhirIntake:
                 "message_too_large", f"the body exceeds the {request.app._client_max_size}-byte limit"))
         try:
             resource = _json_object(body)
-            events = parse_fhir(resource, self._codes, expected_type=expected)
+            events = parse_fhir(resource, self._codes, expected_type=expected, identity=self._identity)
             records = [OutRecord.of(with_ingested_at(e.to_record(), datetime.now(timezone.utc)), e.patient_key) for e in events]
             await self._publish(records)
         except InputRejected as exc:

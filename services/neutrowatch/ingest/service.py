@@ -11,6 +11,7 @@ from neutrowatch.ingest.fhir_http import FhirIntake
 from neutrowatch.ingest.hl7_intake import Hl7Intake
 from neutrowatch.ingest.mllp import MllpServer
 from neutrowatch.ingest.resend_guard import ResendGuard
+from neutrowatch.parsing.fhir import PatientIdentity
 from neutrowatch.platform.config_files import load_code_map
 from neutrowatch.platform.health import Readiness
 from neutrowatch.platform.kafka import Publisher
@@ -25,7 +26,8 @@ class IngestService:
                            default_tz=ZoneInfo(settings.hl7_default_timezone))
         self.mllp = MllpServer(intake, settings.bind_host, settings.mllp_port,
                                settings.max_message_bytes, settings.mllp_idle_timeout_seconds)
-        app.add_routes(FhirIntake(self.publisher, codes).routes())
+        identity = PatientIdentity(settings.fhir_patient_identity, dict(settings.fhir_identifier_systems))
+        app.add_routes(FhirIntake(self.publisher, codes, identity=identity).routes())
         readiness.add("kafka", self._kafka_ready)
         readiness.add("redis", redis.ping)
         readiness.add("mllp", self._mllp_ready)

@@ -3,13 +3,22 @@
 Rejections name the field as a FHIRPath-like expression, prefixed with
 "Bundle.entry[i].resource." inside a Bundle. Observations the product does not track are
 ignored; a tracked one that cannot be used rejects the whole resource or Bundle.
+
+Who the patient is (``PatientIdentity``): by default the Patient's logical id of a subject
+reference ("Patient/123" -> key "123"); with mode "identifier" a patient identifier (the
+Reference's own, else the referenced Patient's, preferring type MR), so that FHIR and HL7 v2
+(PID-3 ``authority|MRN``) events of one person share a patient key. An identifier's system becomes
+the key's authority through ``systems`` (system URI -> HL7 assigning authority) in either mode;
+unmapped, in mode "identifier" "urn:oid:X" -> "X" (as HL7 keys an OID-only authority), else the
+system itself.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from neutrowatch.domain.codes import DEFAULT_CODES, CodeMap
 from neutrowatch.domain.events import (Coding, Event, LabResult, MedicationAdministration, Source,
@@ -34,6 +43,32 @@ _BIRTH_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
 _ZONED = re.compile(r"(Z|[+-]\d{2}:\d{2})$")
 _PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2})?$")
 _COMPARATORS = frozenset({"<", "<=", ">=", ">", "ad"})
+_V2_0203 = ("http://terminology.hl7.org/CodeSystem/v2-0203", "http://hl7.org/fhir/v2/0203")
+IdentityMode = Literal["reference", "identifier"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PatientIdentity:
+    """How a FHIR subject becomes a patient key (the ``fhir_patient_identity`` and
+    ``fhir_identifier_systems`` settings)."""
+
+    mode: IdentityMode = "reference"
+    systems: Mapping[str, str] = dataclasses.field(default_factory=dict)  # identifier system -> authority
+
+    def authority(self, system: str | None) -> str | None:
+        """The key's authority for an identifier system: as mapped, else (mode identifier) an
+        OID without "urn:oid:", else the system. Mode reference keeps an unmapped system as it
+        is, so the keys it has always made stay the same."""
+        if system is None:
+            return None
+        if system in self.systems:
+            return self.systems[system]
+        if self.mode == "identifier" and system.startswith("urn:oid:"):
+            return system[len("urn:oid:"):]
+        return system
+
+
+BY_REFERENCE = PatientIdentity()
 
 
 def resource_kind(resource: Any) -> ResourceKind | None:
@@ -44,7 +79,8 @@ def resource_kind(resource: Any) -> ResourceKind | None:
 
 
 def parse_fhir(resource: Any, codes: CodeMap = DEFAULT_CODES,
-               expected_type: str | None = None) -> list[Event]:
+               expected_type: str | None = None,
+               identity: PatientIdentity = BY_REFERENCE) -> list[Event]:
     """Events from one resource; raises InputRejected for anything it cannot use."""
     if not isinstance(resource, dict):
         raise InputRejected("not_a_resource", "the JSON value is not a FHIR resource (an object)")
@@ -60,23 +96,23 @@ def parse_fhir(resource: Any, codes: CodeMap = DEFAULT_CODES,
                             f"resourceType {rtype[:60]!r} is not Observation, MedicationAdministration "
                             f"or Bundle", "resourceType")
     if rtype == "Bundle":
-        return _bundle(resource, codes)
+        return _bundle(resource, codes, identity)
     source = Source(type="fhir")
     if rtype == "Observation":
-        found = _observation(resource, "", codes, EMPTY_INDEX)
+        found = _observation(resource, "", codes, EMPTY_INDEX, identity)
         if found is None:
             return []
         context, part = found
         if part.role == "body_temperature":
             return [_temperature(context, part, source)]
         return _ancs(context["patient_key"], "single", context, [part], source)
-    return [_administration(resource, "", EMPTY_INDEX, source)]
+    return [_administration(resource, "", EMPTY_INDEX, source, identity)]
 
 
 # ---------------------------------------------------------------- Bundle
 
 
-def _bundle(bundle: dict, codes: CodeMap) -> list[Event]:
+def _bundle(bundle: dict, codes: CodeMap, identity: PatientIdentity) -> list[Event]:
     kind = bundle.get("type")
     if kind not in BUNDLE_TYPES:
         raise InputRejected("unsupported_bundle_type",
@@ -101,9 +137,9 @@ def _bundle(bundle: dict, codes: CodeMap) -> list[Event]:
         rtype = resource.get("resourceType")
         delete = position in deletes
         if rtype == "MedicationAdministration":
-            events.append(_administration(resource, prefix, index_, source, delete))
+            events.append(_administration(resource, prefix, index_, source, identity, delete))
         elif rtype == "Observation":
-            found = _observation(resource, prefix, codes, index_, delete)
+            found = _observation(resource, prefix, codes, index_, identity, delete)
             if found is None:
                 continue
             context, part = found
@@ -177,30 +213,52 @@ def _specimen_refs(resource: dict) -> list[str]:
 # ---------------------------------------------------------------- Observation
 
 
-def _subject(resource: dict, path: str, index: BundleIndex) -> dict:
+def _subject(resource: dict, path: str, index: BundleIndex, identity: PatientIdentity) -> dict:
     subject = as_dict(resource.get("subject"))
     field = f"{path}.subject"
     reference = as_str(subject.get("reference"))
-    if reference and reference.startswith("#"):
-        return _contained_patient(resource, reference, field)
-    if reference:
-        target = index.resolve(reference)
-        birth = as_str(as_dict(target).get("birthDate")) if target else None
-        birth = birth if birth and _BIRTH_DATE.match(birth) else None
-        if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
-            rid = as_str(as_dict(target).get("id")) if target else None
-            if target is not None and target.get("resourceType") != "Patient":
-                raise InputRejected("missing_subject", f"{field} does not refer to a Patient", field)
-            return _patient(rid or reference.split(":", 2)[2], None, birth)
-        parts = reference.split("/_history/")[0].rstrip("/").split("/")
-        if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1]:
-            return _patient(parts[-1], None, birth)
-        raise InputRejected("missing_subject", f"{field} does not refer to a Patient", field)
-    identifier = as_dict(subject.get("identifier"))
-    value = as_str(identifier.get("value"))
-    if value:
-        return _patient(value, as_str(identifier.get("system")), None)
-    raise InputRejected("missing_subject", f"{field} has no Patient reference or identifier", field)
+    given = as_dict(subject.get("identifier"))
+    given = given if as_str(given.get("value")) else None
+    if not reference:
+        if given is not None:
+            return _identified(given, None, identity)
+        raise InputRejected("missing_subject", f"{field} has no Patient reference or identifier", field)
+    if reference.startswith("#"):
+        target, logical = _contained_patient(resource, reference, field), None
+    else:
+        target, logical = _referenced_patient(reference, field, index)
+    birth = as_str(as_dict(target).get("birthDate")) if target else None
+    birth = birth if birth and _BIRTH_DATE.match(birth) else None
+    by_identifier = identity.mode == "identifier"
+    if logical and not by_identifier:
+        return _patient(logical, None, birth)
+    chosen = given if by_identifier and given is not None else _patient_identifier(
+        as_dict(target), prefer_mr=by_identifier)
+    if chosen is not None:
+        return _identified(chosen, birth, identity)
+    if by_identifier:
+        raise InputRejected(
+            "missing_patient_identifier",
+            f"{field} gives no patient identifier: with the setting fhir_patient_identity=identifier "
+            f"a patient is known by an identifier, so an identifier is needed ({field}.identifier, "
+            f"or Patient.identifier of the referenced Patient sent in the Bundle or in contained)",
+            field)
+    raise InputRejected("missing_subject", f"{field} refers to a contained Patient without an "
+                        f"identifier (Patient.identifier.value is needed to know who it is)", field)
+
+
+def _referenced_patient(reference: str, field: str, index: BundleIndex) -> tuple[dict | None, str]:
+    """The referenced resource when the Bundle holds it (else None) and the Patient's logical id."""
+    target = index.resolve(reference)
+    if reference.startswith("urn:uuid:") or reference.startswith("urn:oid:"):
+        if target is not None and target.get("resourceType") != "Patient":
+            raise InputRejected("missing_subject", f"{field} does not refer to a Patient", field)
+        rid = as_str(as_dict(target).get("id")) if target else None
+        return target, rid or reference.split(":", 2)[2]
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1]:
+        return target, parts[-1]
+    raise InputRejected("missing_subject", f"{field} does not refer to a Patient", field)
 
 
 def _contained_patient(resource: dict, reference: str, field: str) -> dict:
@@ -214,14 +272,26 @@ def _contained_patient(resource: dict, reference: str, field: str) -> dict:
                             f"in contained", field)
     if target.get("resourceType") != "Patient":
         raise InputRejected("missing_subject", f"{field} does not refer to a Patient", field)
-    for identifier in as_list(target.get("identifier")):
-        value = as_str(as_dict(identifier).get("value"))
-        if value:
-            birth = as_str(target.get("birthDate"))
-            return _patient(value, as_str(as_dict(identifier).get("system")),
-                            birth if birth and _BIRTH_DATE.match(birth) else None)
-    raise InputRejected("missing_subject", f"{field} refers to a contained Patient without an "
-                        f"identifier (Patient.identifier.value is needed to know who it is)", field)
+    return target
+
+
+def _patient_identifier(patient: dict, prefer_mr: bool) -> dict | None:
+    """The first Patient.identifier with a value; with ``prefer_mr`` the first of type MR (HL7
+    table 0203, the medical record number HL7 v2 PID-3 carries) when there is one."""
+    found = [as_dict(i) for i in as_list(patient.get("identifier")) if as_str(as_dict(i).get("value"))]
+    if prefer_mr:
+        found.sort(key=lambda i: not _is_mr(i))  # stable: the first MR, else the first
+    return found[0] if found else None
+
+
+def _is_mr(identifier: dict) -> bool:
+    return any(as_dict(c).get("system") in _V2_0203 and as_dict(c).get("code") == "MR"
+               for c in as_list(as_dict(identifier.get("type")).get("coding")))
+
+
+def _identified(identifier: dict, birth: str | None, identity: PatientIdentity) -> dict:
+    authority = identity.authority(as_str(identifier.get("system")))
+    return _patient(as_str(identifier.get("value")) or "", authority, birth)
 
 
 def _patient(patient_id: str, authority: str | None, birth: str | None) -> dict:
@@ -265,7 +335,7 @@ _OBS_EFFECTIVE = ("effectiveDateTime", "effectiveInstant", "effectivePeriod")
 
 
 def _observation(obs: dict, prefix: str, codes: CodeMap, index: BundleIndex,
-                 delete: bool = False) -> tuple[dict, Part] | None:
+                 identity: PatientIdentity, delete: bool = False) -> tuple[dict, Part] | None:
     """``delete``: the Bundle entry is a DELETE of this Observation (as entered-in-error)."""
     path = prefix + "Observation"
     codings = [as_dict(c) for c in as_list(as_dict(obs.get("code")).get("coding"))]
@@ -279,7 +349,7 @@ def _observation(obs: dict, prefix: str, codes: CodeMap, index: BundleIndex,
                   display=as_str(chosen.get("display")))
     status = "D" if delete else _status(obs, path, _OBS_STATUS, "unknown_result_status",
                                          "Observation")
-    context = _subject(obs, path, index)
+    context = _subject(obs, path, index, identity)
     number = value = unit = original = None
     if status not in ("X", "D"):
         read = _value(obs, path, code, role)
@@ -487,12 +557,12 @@ def _status(resource: dict, path: str, table: dict[str, str], code: str, noun: s
 
 
 def _administration(admin: dict, prefix: str, index: BundleIndex, source: Source,
-                    delete: bool = False) -> MedicationAdministration:
+                    identity: PatientIdentity, delete: bool = False) -> MedicationAdministration:
     """``delete``: the Bundle entry is a DELETE of this administration (as entered-in-error)."""
     path = prefix + "MedicationAdministration"
     status = "entered-in-error" if delete else _status(
         admin, path, _ADMIN_STATUS, "unknown_administration_status", "administration")
-    context = _subject(admin, path, index)
+    context = _subject(admin, path, index, identity)
     medication, drug_class = _medication(admin, path, index)
     started, ended = _effective(admin, path, _ADMIN_EFFECTIVE)
     if started is None:
@@ -509,4 +579,5 @@ def _administration(admin: dict, prefix: str, index: BundleIndex, source: Source
         source=source, ended_at=ended, dose=dose)
 
 
-__all__ = ["BUNDLE_TYPES", "ResourceKind", "SUPPORTED", "parse_fhir", "resource_kind"]
+__all__ = ["BUNDLE_TYPES", "BY_REFERENCE", "IdentityMode", "PatientIdentity", "ResourceKind", "SUPPORTED",
+           "parse_fhir", "resource_kind"]

@@ -5,6 +5,7 @@ this model), so a field's description is its documentation.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -57,6 +58,17 @@ class Settings(BaseSettings):
         "UTC", description="IANA time zone (e.g. Europe/London) of HL7 v2 timestamps that carry no UTC "
         "offset when MSH-7 states none either; its daylight-saving rules apply. An offset in the field, "
         "else MSH-7's, wins.")
+    fhir_patient_identity: Literal["reference", "identifier"] = Field(
+        "reference", description="How a FHIR subject becomes a patient key: `reference` keys by the "
+        "Patient's logical id (Patient/123 -> 123; subject.identifier only when the subject has no "
+        "reference); `identifier` keys by subject.identifier, else the identifier of the referenced "
+        "Patient in the Bundle or in contained (type MR first), and refuses (422) a subject without "
+        "one, so that FHIR and HL7 v2 (PID-3 authority|MRN) events of one person share a key.")
+    fhir_identifier_systems: dict[str, str] = Field(
+        {}, description="JSON object mapping FHIR identifier systems to HL7 v2 assigning authorities, "
+        "e.g. {\"http://hospital.example/mrn\": \"HOSP\"}: such an identifier is keyed HOSP|value, as "
+        "PID-3 with authority HOSP is. Unmapped, with `fhir_patient_identity` identifier, "
+        "urn:oid:1.2.3 is keyed by 1.2.3 (as PID-3 with only the OID), any other system as it is.")
 
     redis_cluster: bool = Field(
         False, description="Connect to a Redis Cluster (monitor keys are hash-tagged per patient).")
@@ -132,6 +144,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not an IANA time zone name (e.g. Europe/London, UTC)") from None
         return value
 
+    @field_validator("fhir_identifier_systems", mode="before")
+    @classmethod
+    def _identifier_systems(cls, value: object) -> dict[str, str]:
+        return identifier_systems(value)
+
     def kafka_client_config(self) -> dict:
         """Connection settings shared by kafka-python producers, consumers and admin clients."""
         cfg: dict = {"bootstrap_servers": self.kafka_bootstrap,
@@ -165,6 +182,27 @@ class Settings(BaseSettings):
         if self.redis_ssl_ca_certs:
             kwargs["ssl_ca_certs"] = str(self.redis_ssl_ca_certs)
         return kwargs
+
+
+def identifier_systems(value: object) -> dict[str, str]:
+    """The ``fhir_identifier_systems`` mapping from its JSON text (the command line; the
+    environment is decoded by pydantic-settings) or a mapping; ValueError says what is wrong."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except json.JSONDecodeError:
+            raise ValueError('not JSON; give an object such as {"http://hospital.example/mrn": '
+                             '"HOSP"}') from None
+    if not isinstance(value, dict):
+        raise ValueError('not a JSON object; give one such as {"http://hospital.example/mrn": "HOSP"}')
+    for system, authority in value.items():
+        if not isinstance(system, str) or not system.strip():
+            raise ValueError("an identifier system is empty")
+        if not isinstance(authority, str) or not authority.strip() or "|" in authority \
+                or authority != authority.strip():
+            raise ValueError(f"the authority of {system[:100]!r} must be a non-empty name without "
+                             f"'|' or surrounding spaces (as in PID-3.4)")
+    return value
 
 
 def _path(value: Path | None) -> str | None:
