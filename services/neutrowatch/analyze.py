@@ -14,13 +14,14 @@ import json
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
 from neutrowatch.detection import Alert, DetectionConfig, PatientState, step
 from neutrowatch.domain.events import Event, event_from_record
+from neutrowatch.domain.timing import DEFAULT_TOLERANCE, dated_ahead
 
 PROGRESS_MIN_EVENTS = 2000
 CANONICAL = ("neutrowatch.lab-result.v1", "neutrowatch.medication-administration.v1")
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             report.unreadable.append(f"{path}: {exc.strerror or exc}")
             continue
         report.files += 1
-        events.extend(read_events(data, str(path), codes, report, zone, identity))
+        events.extend(_not_ahead(read_events(data, str(path), codes, report, zone, identity), str(path), report))
     report.events = len(events)
     out = sys.stdout
     for alert in analyze_events(events, config):
@@ -90,6 +91,18 @@ def run(args: argparse.Namespace) -> int:
     out.flush()
     print_summary(report, sys.stderr)
     return 1 if report.unreadable else 0
+
+
+def _not_ahead(events: list[Event], name: str, report: Report) -> list[Event]:
+    """The events not dated in the future (those are refused, as ingest refuses them)."""
+    now, kept = datetime.now(timezone.utc), []
+    for ev in events:
+        ahead = dated_ahead(ev, now, DEFAULT_TOLERANCE)
+        if ahead is None:
+            kept.append(ev)
+        else:
+            report.rejected.append(Rejected(name, f"event {ev.event_id}", ahead.code, ahead.reason, ahead.field))
+    return kept
 
 
 def analyze_events(events: list[Event], config: DetectionConfig) -> Iterator[Alert]:

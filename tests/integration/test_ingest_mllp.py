@@ -112,6 +112,9 @@ BAD_MESSAGES = {
     "negative ANC": (lambda cid: oru(cid, "P1", "OBX|1|NM|751-8^ANC^LN||-0.5|10*3/uL|||||F"), "implausible_value", "OBX"),
     "ANC over 200,000": (lambda cid: oru(cid, "P1", "OBX|1|NM|751-8^ANC^LN||250|10*3/uL|||||F"),
                          "implausible_value", "OBX"),
+    "collected in 2062 (a mistyped year)": (
+        lambda cid: oru(cid, "P1", "OBX|1|NM|751-8^ANC^LN||1.2|10*3/uL|||||F").replace(
+            "|||20260101080000+0000", "|||20620101080000+0000"), "future_time", "SPM-17/OBR-7/OBX-14"),
 }
 
 

@@ -53,3 +53,18 @@ def test_hl7_local_times_read_in_the_given_time_zone(tmp_path, capsys):
     assert rc == 0 and alerts[0]["observed_at"] == "2024-07-01T07:30:00Z"
     rc, _, err = run_analyze(["--hl7-default-timezone", "Mars/Olympus", path], capsys)
     assert rc == 1 and "Mars/Olympus" in err
+
+
+def test_a_count_dated_in_the_future_is_refused_and_the_later_300_still_alerts(tmp_path, capsys):
+    def oru(cid: str, collected: str, anc: str) -> str:
+        return "\r".join([
+            f"MSH|^~\\&|LAB|HOSP|NW|HOSP|{collected}+0000||ORU^R01|{cid}|P|2.5.1",
+            "PID|1||FUT1^^^HOSP^MR||Doe^Jane||19800101|F",
+            f"OBR|1|ORD-{cid}|FIL-{cid}|57021-8^CBC^LN|||{collected}+0000",
+            f"OBX|1|NM|751-8^Neutrophils [#/volume] in Blood^LN||{anc}|10*3/uL|||||F"])
+    path = tmp_path / "feed.hl7"
+    path.write_text("\r\r".join([oru("A", "20240101080000", "3.0"), oru("B", "20620101080000", "2.9"),
+                                 oru("C", "20240121080000", "0.3")]))
+    rc, alerts, err = run_analyze([path], capsys)
+    assert rc == 0 and [a["kind"] for a in alerts] == ["severe_neutropenia"]
+    assert "future_time" in err and "2062-01-01T08:00:00+00:00" in err

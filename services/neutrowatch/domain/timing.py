@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from neutrowatch.domain.events import RETRACTING_STATUSES, Event, LabResult, Rejection
 
 FUTURE_TIME = "future_time"
+DEFAULT_TOLERANCE = timedelta(hours=1)  # a sender's clock a little fast; not a wrong zone or date
 
 
 def dated_ahead(event: Event, now: datetime, tolerance: timedelta) -> Rejection | None:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from aiohttp import web
 
 from neutrowatch.domain.codes import CodeMap
-from neutrowatch.domain.events import Rejection, Source, with_ingested_at
+from neutrowatch.domain.events import Rejection, Source
 from neutrowatch.ingest.dead_letters import dead_letter
+from neutrowatch.domain.timing import DEFAULT_TOLERANCE
+from neutrowatch.ingest.records import records_of
 from neutrowatch.parsing.errors import InputRejected
 from neutrowatch.parsing.fhir import BY_REFERENCE, PatientIdentity, parse_fhir
 from neutrowatch.platform import metrics
@@ -35,9 +37,11 @@ _ISSUE_CODE = {"message_too_large": "too-long", "not_json": "structure", "not_a_
 class FhirIntake:
     def __init__(self, publisher: Publisher, codes: CodeMap,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 identity: PatientIdentity = BY_REFERENCE):
+                 identity: PatientIdentity = BY_REFERENCE, future_tolerance: timedelta = DEFAULT_TOLERANCE):
         """``identity``: how a subject becomes a patient key (the ``fhir_patient_identity`` and
-        ``fhir_identifier_systems`` settings)."""
+        ``fhir_identifier_systems`` settings); ``future_tolerance``: how far ahead of the clock an
+        event may be dated (``future_tolerance_seconds``)."""
+        self._future_tolerance = future_tolerance
         self._publisher = publisher
         self._codes = codes
         self._clock = clock
@@ -67,7 +71,7 @@ class FhirIntake:
         try:
             resource = _json_object(body)
             events = parse_fhir(resource, self._codes, expected_type=expected, identity=self._identity)
-            records = [OutRecord.of(with_ingested_at(e.to_record(), datetime.now(timezone.utc)), e.patient_key) for e in events]
+            records = records_of(events, self._clock(), self._future_tolerance, _TIME_FIELDS)
             await self._publish(records)
         except InputRejected as exc:
             response = await self._refuse(body, exc.rejection)
@@ -102,6 +106,7 @@ class FhirIntake:
 
 
 _UNAVAILABLE = Rejection("kafka_unavailable", "the resource could not be stored (Kafka unavailable); retry later")
+_TIME_FIELDS = {"collected_at": "Observation.effective[x]", "started_at": "MedicationAdministration.effective[x]"}
 
 
 def _json_object(body: bytes) -> dict:

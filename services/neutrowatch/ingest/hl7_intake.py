@@ -11,17 +11,19 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Callable
 
 from neutrowatch.domain.codes import CodeMap
-from neutrowatch.domain.events import Rejection, Source, with_ingested_at
+from neutrowatch.domain.events import Rejection, Source
 from neutrowatch.ingest.dead_letters import dead_letter
+from neutrowatch.domain.timing import DEFAULT_TOLERANCE
+from neutrowatch.ingest.records import records_of
 from neutrowatch.ingest.resend_guard import ResendGuard
 from neutrowatch.parsing.errors import InputRejected
 from neutrowatch.parsing.hl7v2 import Hl7Header, build_ack, parse_hl7, read_header
 from neutrowatch.platform import metrics
-from neutrowatch.platform.kafka import OutRecord, PublishError, Publisher
+from neutrowatch.platform.kafka import PublishError, Publisher
 from neutrowatch.schemas import SchemaError
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,12 @@ def utcnow() -> datetime:
 
 class Hl7Intake:
     def __init__(self, publisher: Publisher, guard: ResendGuard, codes: CodeMap,
-                 clock: Callable[[], datetime] = utcnow, default_tz: tzinfo = timezone.utc):
+                 clock: Callable[[], datetime] = utcnow, default_tz: tzinfo = timezone.utc,
+                 future_tolerance: timedelta = DEFAULT_TOLERANCE):
         """``default_tz``: the zone of timestamps without an offset when MSH-7 has none either
-        (the ``hl7_default_timezone`` setting)."""
+        (the ``hl7_default_timezone`` setting); ``future_tolerance``: how far ahead of the clock an
+        event may be dated (``future_tolerance_seconds``)."""
+        self._future_tolerance = future_tolerance
         self._publisher = publisher
         self._guard = guard
         self._codes = codes
@@ -76,7 +81,7 @@ class Hl7Intake:
         if resend_key and await self._guard.seen(resend_key):
             return "duplicate", self._ack(header, "AA", None)
         result = parse_hl7(text, self._codes, self._default_tz)
-        records = [OutRecord.of(with_ingested_at(e.to_record(), datetime.now(timezone.utc)), e.patient_key) for e in result.events]
+        records = records_of(result.events, self._clock(), self._future_tolerance, _TIME_FIELDS)
         try:
             await self._publisher.publish(records)
         except SchemaError as exc:
@@ -96,6 +101,7 @@ class Hl7Intake:
 
 
 _UNAVAILABLE = Rejection("kafka_unavailable", "the message could not be stored (Kafka unavailable); resend later")
+_TIME_FIELDS = {"collected_at": "SPM-17/OBR-7/OBX-14", "started_at": "RXA-3"}
 
 
 def _decode(raw: bytes) -> str:

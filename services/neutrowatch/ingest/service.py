@@ -23,11 +23,12 @@ class IngestService:
         codes = load_code_map(settings.local_codes_file)
         self.publisher = Publisher(settings)
         intake = Hl7Intake(self.publisher, ResendGuard(redis, settings.dedup_ttl_seconds), codes,
-                           default_tz=ZoneInfo(settings.hl7_default_timezone))
+                           default_tz=ZoneInfo(settings.hl7_default_timezone), future_tolerance=settings.future_tolerance)
         self.mllp = MllpServer(intake, settings.bind_host, settings.mllp_port,
                                settings.max_message_bytes, settings.mllp_idle_timeout_seconds)
         identity = PatientIdentity(settings.fhir_patient_identity, dict(settings.fhir_identifier_systems))
-        app.add_routes(FhirIntake(self.publisher, codes, identity=identity).routes())
+        app.add_routes(FhirIntake(self.publisher, codes, identity=identity,
+                                  future_tolerance=settings.future_tolerance).routes())
         readiness.add("kafka", self._kafka_ready)
         readiness.add("redis", redis.ping)
         readiness.add("mllp", self._mllp_ready)

@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable, Protocol
 from neutrowatch import schemas, topics
 from neutrowatch.detection import DetectionConfig, step
 from neutrowatch.domain.events import Event, LabResult, Rejection, Source, event_from_record
-from neutrowatch.domain.timing import dated_ahead
+from neutrowatch.domain.timing import DEFAULT_TOLERANCE, dated_ahead
 from neutrowatch.ingest.dead_letters import dead_letter
 from neutrowatch.monitor.state_store import Commit, Loaded, StateStore
 from neutrowatch.platform import metrics
@@ -60,7 +60,7 @@ class Processor:
     def __init__(self, store: StateStore, sender: Sender, config: DetectionConfig,
                  retry_max_seconds: float = 5.0, clock: Callable[[], datetime] | None = None,
                  stopping: Callable[[], bool] = lambda: False, state_cache_size: int = 4096,
-                 future_tolerance: timedelta = timedelta(hours=1)):
+                 future_tolerance: timedelta = DEFAULT_TOLERANCE):
         self.store, self.sender, self.config = store, sender, config
         self.future_tolerance = future_tolerance
         self.retry_max = retry_max_seconds

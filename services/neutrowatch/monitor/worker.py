@@ -117,7 +117,7 @@ class MonitorRuntime:
         store = StateStore(self.redis)
         self.processor = Processor(store, FaustSender(self.app, s.produce_timeout_seconds + 5),
                                    load_config(s.detection_config_file), s.monitor_retry_max_seconds,
-                                   stopping=lambda: self.stopping)
+                                   stopping=lambda: self.stopping, future_tolerance=s.future_tolerance)
         readiness = Readiness()
         readiness.add("redis", self.redis.ping)
         readiness.add("kafka", self._kafka_ready)

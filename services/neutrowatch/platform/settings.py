@@ -6,6 +6,7 @@ this model), so a field's description is its documentation.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
         "e.g. {\"http://hospital.example/mrn\": \"HOSP\"}: such an identifier is keyed HOSP|value, as "
         "PID-3 with authority HOSP is. Unmapped, with `fhir_patient_identity` identifier, "
         "urn:oid:1.2.3 is keyed by 1.2.3 (as PID-3 with only the OID), any other system as it is.")
+
+    future_tolerance_seconds: float = Field(
+        3600.0, ge=0, description="How far ahead of this host's clock a result's collection time or an "
+        "administration's start may be. Later ones are refused (HL7 AE, FHIR 422, monitor dead letter "
+        "future_time): a mistyped year would otherwise push the patient's real counts out of the "
+        "engine's history. Deletions are always taken.")
 
     redis_cluster: bool = Field(
         False, description="Connect to a Redis Cluster (monitor keys are hash-tagged per patient).")
@@ -162,6 +169,10 @@ class Settings(BaseSettings):
             if value:
                 cfg[f"ssl_{key}"] = str(value)
         return cfg
+
+    @property
+    def future_tolerance(self) -> timedelta:
+        return timedelta(seconds=self.future_tolerance_seconds)
 
     def aiokafka_client_config(self) -> dict:
         """The same connection settings for aiokafka clients (TLS as an ssl_context)."""
