@@ -270,8 +270,10 @@ def unsent_ids(state: PatientState) -> set[str]:
 
 # third element of an emitted entry settled by the bound: (kind, t, KEPT) was sent and its evidence
 # has left the history; (kind, t, UNSENT) held only on the cut history and was never sent;
-# (kind, t, AS, sent_id): holds in place of the alert sent as sent_id (see _moved_earlier)
-KEPT, UNSENT, AS = "kept", "unsent", "as"
+# (kind, t, AS, sent_id): holds in place of the alert sent as sent_id (see _moved_earlier).
+# A grade change also records the transition it announced, last: (grade_change, t, GRADES, from,
+# to) and (grade_change, t, AS, sent_id, from, to); states stored before it have (grade_change, t).
+KEPT, UNSENT, AS, GRADES = "kept", "unsent", "as", "grades"
 # alerts about an episode as a whole: a late result moving its start earlier does not make it new
 EPISODE_ALERTS = ("severe_neutropenia", "agranulocytosis", "chronic_neutropenia")
 
@@ -353,13 +355,26 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
         adms = list(state.adms)
         for aid, f in sorted(new, key=lambda kv: (kv[1].t, kv[1].kind, kv[0])):
             out.append(render(f, key, state.patient_id, state.assigning_authority, live, adms, config))
-            emitted[aid] = (f.kind, f.t)
+            emitted[aid] = _entry(f)
     return state.evolve(emitted=emitted), out
+
+
+def _entry(f: Finding) -> tuple:
+    """The emitted entry of an alert just sent (a grade change with the transition it announced)."""
+    return (f.kind, f.t, GRADES, f.ctx["from"], f.ctx["to"]) if f.kind == "grade_change" else (f.kind, f.t)
+
+
+def _grades(entry: tuple) -> tuple | None:
+    """(from, to) of a grade change as it was sent; None for another alert, or for a grade change
+    recorded before the transition was (such a one is withdrawn and sent again, as it was then)."""
+    if entry[2:3] == (GRADES,) or (entry[2:3] == (AS,) and len(entry) == 6):
+        return entry[-2:]
+    return None
 
 
 def _standing(entry: tuple) -> bool:
     """An emitted entry whose alert was sent and can still be withdrawn."""
-    return len(entry) == 2 or entry[2] == AS
+    return len(entry) == 2 or entry[2] in (AS, GRADES)
 
 
 def _moved_earlier(gone: list[str], new: list[tuple[str, Finding]], emitted: dict[str, tuple],
@@ -368,26 +383,39 @@ def _moved_earlier(gone: list[str], new: list[tuple[str, Finding]], emitted: dic
     the 300 that paged) moves the episode's start, and so its alert id, earlier: the episode is
     the one already paged for, so the alert sent stays standing under the new id (no retraction
     and no second page), and is withdrawn in its own name should the episode go. Should the late
-    result go again, the alert is back under the id it was sent as."""
+    result go again, the alert is back under the id it was sent as.
+
+    So too a grade change whose transition (from -> to) a late result only dates differently: a
+    moderate count from before the one that changed normal -> moderate dates that change earlier,
+    an intervening count can date an improvement later; it stays standing as the nearest change
+    of the same grades. A late result that changes the grades (mild -> moderate becomes mild ->
+    severe) is news: the alert sent is withdrawn and the new one sent. As for episodes, only a new
+    result moves an alert: after a correction or deletion the count an alert cited has changed."""
     for aid in [g for g in gone if emitted[g][2:3] == (AS,)]:
         back = next(((nid, f) for nid, f in new if nid == emitted[aid][3]), None)
         if back is not None:
             emitted.pop(aid)
-            emitted[back[0]] = (back[1].kind, back[1].t)
+            emitted[back[0]] = _entry(back[1])
             gone = [g for g in gone if g != aid]
             new = [n for n in new if n[0] != back[0]]
     if change.cause != "new_result":
         return gone, new
     for aid in sorted(gone, key=lambda i: emitted[i][1]):
         kind, t = emitted[aid][:2]
-        if kind not in EPISODE_ALERTS or change.t > t:
+        grades = _grades(emitted[aid])
+        if change.t > t or (kind not in EPISODE_ALERTS and grades is None):
             continue
-        match = next(((nid, f) for nid, f in new if f.kind == kind and f.t <= t), None)
+        if grades is None:
+            match = next(((nid, f) for nid, f in new if f.kind == kind and f.t <= t), None)
+        else:
+            match = min(((nid, f) for nid, f in new if f.kind == kind
+                         and (f.ctx["from"], f.ctx["to"]) == grades), key=lambda kv: abs(kv[1].t - t),
+                        default=None)
         if match is None:
             continue
         entry = emitted.pop(aid)
         sent_id = entry[3] if entry[2:3] == (AS,) else aid
-        emitted[match[0]] = (kind, match[1].t, AS, sent_id)
+        emitted[match[0]] = (kind, match[1].t, AS, sent_id, *(grades or ()))
         gone = [g for g in gone if g != aid]
         new = [n for n in new if n[0] != match[0]]
     return gone, new

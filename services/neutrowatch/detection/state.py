@@ -8,7 +8,8 @@ are summarised in ``carry`` (the episode/grade fold state: open episodes with th
 nadir, current grade, whether a normal count was seen) and ``ivig_prior`` (start, mg/kg and mg of
 the last two dropped IVIG courses); ``horizon`` is the newest dropped collection time, and results
 collected at or before it that arrive later are ignored (counted in ``late_ignored``). Emitted
-alerts are remembered (id -> kind, observed time) while their deciding result is inside the
+alerts are remembered (id -> kind, observed time; a grade change also the grades it announced;
+see engine.KEPT for the settled and moved shapes) while their deciding result is inside the
 history. Deleted/cancelled results stay as tombstones (value None) so a late earlier version
 cannot resurrect them.
 
@@ -38,7 +39,7 @@ class PatientState:
     carry: list | None = None  # episodes.Carry.to_list() of the dropped prefix
     ivig_prior: tuple[tuple[int, float | None, float | None], ...] = ()  # (start, mg/kg, mg)
     horizon: int | None = None
-    emitted: dict[str, tuple] = field(default_factory=dict)  # id -> (kind, t[, "settled"])
+    emitted: dict[str, tuple] = field(default_factory=dict)  # id -> (kind, t[, marker, ...])
     cyclic: list | None = None  # cyclic.CyclicCache.to_list()
     late_ignored: int = 0
     # derived, never stored or compared: where the last evaluation's fold stopped, so the next
