@@ -1,5 +1,6 @@
-"""Real receivers for notify integration tests: an SMTP server (aiosmtpd) and a webhook server
-(aiohttp, in its own thread) that verifies the signature; plus alert records and a producer."""
+"""Real receivers for notify integration tests: an SMTP server (aiosmtpd), a webhook server
+(aiohttp, in its own thread) that verifies the signature and stand-ins for PagerDuty's and
+Opsgenie's HTTP APIs; plus alert records and a producer."""
 from __future__ import annotations
 
 import asyncio
@@ -84,14 +85,45 @@ def alert_ids(payload: dict) -> list[str]:
     return [e["alert_id"] for e in payload.get("alerts") or [{"alert_id": payload["alert"]["alert_id"]}]]
 
 
-class Webhook:
+class _ThreadedApp:
+    """An aiohttp server on a free port, in its own thread and event loop (the code under test may
+    post from worker threads with blocking clients)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def routes(self) -> list:
+        raise NotImplementedError
+
+    async def _start(self):
+        app = web.Application()
+        app.add_routes(self.routes())
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def start(self):
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+class Webhook(_ThreadedApp):
     """aiohttp server that accepts only correctly signed bodies (401 otherwise), answers 503 for
     alert ids in ``failing`` and, for alert ids in ``slow``, records the body and then waits that
     many seconds before answering (a receiver that has the message while notify still waits)."""
 
     def __init__(self, secret: str = WEBHOOK_SECRET):
+        super().__init__()
         self.secret = secret.encode()
-        self.port = free_port()
         self.received: list[dict] = []
         self.headers: list[dict] = []  # of each received body, same order
         self.attempts: list[str] = []
@@ -99,9 +131,9 @@ class Webhook:
         self.failing: set[str] = set()
         self.slow: dict[str, float] = {}
         self.events: list[tuple[float, str, str, str]] = []  # (time, received|answered, delivery id, purpose)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
+
+    def routes(self) -> list:
+        return [web.post("/hook", self._hook)]
 
     async def _hook(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -138,22 +170,59 @@ class Webhook:
                 seen.add(p["delivery_id"])
         return found
 
-    async def _start(self):
-        app = web.Application()
-        app.add_routes([web.post("/hook", self._hook)])
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
-    def start(self) -> "Webhook":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
+class PagingServices(_ThreadedApp):
+    """Stand-ins for PagerDuty's Events v2 API (``POST /v2/enqueue``) and Opsgenie's Alert API
+    (``POST /v2/alerts`` creates; ``POST /v2/alerts/{identifier}/close|acknowledge|notes`` with
+    ``identifierType``), answering as they do (202 and JSON). Every request is recorded as
+    {service, method, path, query, body, auth, status}; a PagerDuty event whose routing_key is in
+    ``failing`` is answered 503 (and recorded so). Apprise posts to fixed hosts: the test points
+    apprise's URL constants at ``pagerduty_url`` / ``opsgenie_url``."""
 
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+    def __init__(self):
+        super().__init__()
+        self.requests: list[dict] = []
+        self.failing: set[str] = set()
+
+    @property
+    def pagerduty_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v2/enqueue"
+
+    @property
+    def opsgenie_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v2/alerts"
+
+    def routes(self) -> list:
+        return [web.post("/v2/enqueue", self._pagerduty), web.route("*", "/v2/alerts{rest:.*}", self._opsgenie)]
+
+    async def _record(self, service: str, request: web.Request) -> dict:
+        raw = await request.read()
+        rec = {"service": service, "method": request.method, "path": request.path, "query": dict(request.query),
+               "body": json.loads(raw) if raw else None, "auth": request.headers.get("Authorization"), "status": 202}
+        self.requests.append(rec)
+        return rec
+
+    async def _pagerduty(self, request: web.Request) -> web.Response:
+        rec = await self._record("pagerduty", request)
+        event = rec["body"]
+        if event.get("routing_key") in self.failing:
+            rec["status"] = 503
+            return web.json_response({"status": "unavailable"}, status=503)
+        return web.json_response({"status": "success", "message": "Event processed",
+                                  "dedup_key": event.get("dedup_key")}, status=202)
+
+    async def _opsgenie(self, request: web.Request) -> web.Response:
+        await self._record("opsgenie", request)
+        return web.json_response({"result": "Request will be processed", "took": 0.01,
+                                  "requestId": str(uuid.uuid4())}, status=202)
+
+    def pagerduty(self, routing_key: str | None = None) -> list[dict]:
+        """Event bodies PagerDuty accepted (for one integration key)."""
+        return [r["body"] for r in self.requests if r["service"] == "pagerduty" and r["status"] == 202
+                and (routing_key is None or r["body"].get("routing_key") == routing_key)]
+
+    def opsgenie(self) -> list[dict]:
+        return [r for r in self.requests if r["service"] == "opsgenie"]
 
 
 def alert(patient: str | None = None, kind: str = "agranulocytosis", severity: str = "critical",

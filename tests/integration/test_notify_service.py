@@ -2,7 +2,8 @@
 out, through the real Store (its Lua scripts), with recording receivers and a clock the test moves
 (escalation delays of 30 minutes without waiting for them). What is asserted is what a receiver
 (a clinician's pager, mailbox or ward board) would get. The SMTP and webhook receivers themselves are
-exercised in test_notify.py."""
+exercised in test_notify.py; the paging services (PagerDuty, Opsgenie through apprise) and notify
+restarted on the same Redis here, with the service's own senders and real HTTP and SMTP servers."""
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from notify_helpers import Mailbox, PagingServices
 from neutrowatch import schemas
 from neutrowatch.notify import decisions as d
+from neutrowatch.notify import messages
 from neutrowatch.notify.service import NotifyService
 from neutrowatch.notify.store import Store
 from neutrowatch.platform.health import Readiness
@@ -40,7 +43,12 @@ class Recorder:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, redis_url: str, routing_yaml: str, **settings):
+    """A NotifyService on a Redis prefix of its own (or ``prefix``: a second harness on the same
+    prefix is notify restarted). The receivers are Recorders unless ``real_senders``: then the
+    service's own senders (SMTP, apprise) talk to the servers the routing file names."""
+
+    def __init__(self, tmp_path: Path, redis_url: str, routing_yaml: str, prefix: str | None = None,
+                 real_senders: bool = False, **settings):
         path = tmp_path / "routing.yaml"
         path.write_text(routing_yaml, encoding="utf-8")
         self.now = T0
@@ -48,9 +56,11 @@ class Harness:
         self.svc = NotifyService(s, web.Application(), Readiness(), clock=lambda: self.now)
         self.loop = asyncio.new_event_loop()  # one loop for the test: the Redis client's connections live in it
         self.redis = aioredis.Redis.from_url(redis_url)
-        self.svc.store = Store(self.redis, f"nwtest:{uuid.uuid4().hex[:8]}", 2 * s.notify_send_timeout_seconds + 5)
-        self.rx = {name: Recorder(sender.type) for name, sender in self.svc.senders.items()}
-        self.svc.senders = dict(self.rx)
+        self.prefix = prefix or f"nwtest:{uuid.uuid4().hex[:8]}"
+        self.svc.store = Store(self.redis, self.prefix, 2 * s.notify_send_timeout_seconds + 5)
+        if not real_senders:
+            self.rx = {name: Recorder(sender.type) for name, sender in self.svc.senders.items()}
+            self.svc.senders = dict(self.rx)
 
     def run(self, coro):
         return self.loop.run_until_complete(coro)
@@ -81,6 +91,11 @@ class Harness:
     def subjects(self, receiver):
         return [m.subject for m in self.rx[receiver].got]
 
+    def audit(self, alert_id: str) -> list[dict]:
+        """The alert's audit records still in the Redis outbox (nothing drains it here)."""
+        raw = self.run(self.redis.lrange(f"{self.prefix}:outbox", 0, -1))
+        return [r for r in map(json.loads, raw) if r["alert_id"] == alert_id]
+
 
 @pytest.fixture
 def harness(tmp_path, redis_url):
@@ -91,7 +106,8 @@ def harness(tmp_path, redis_url):
         return made[-1]
     yield make
     for h in made:
-        h.close()
+        if not h.loop.is_closed():
+            h.close()
 
 
 def alert(n, kind="grade_change", severity="warning", patient="123", at="2023-11-14T22:00:00Z", anc=800.0, **kw):
@@ -243,3 +259,155 @@ def test_a_retraction_notice_says_why_the_alert_was_withdrawn(harness):
         assert "no action" not in notice.text and "latest counts, which still stand" in notice.text
         assert notice.payload["retraction"]["evidence"]["cause"] == "deleted_result"
         assert notice.payload["alert"]["alert_id"] == crit["alert_id"]  # what is withdrawn
+
+
+# ----------------------------------------------------------------------------- paging services, restarts
+
+@pytest.fixture
+def paging(monkeypatch):
+    """PagerDuty and Opsgenie stand-ins on a real HTTP server. Apprise's plugins post to fixed hosts
+    (``region`` picks one; no custom host), so their US endpoint constants point at the stand-in."""
+    from apprise.plugins import opsgenie, pagerduty
+    services = PagingServices().start()
+    monkeypatch.setitem(pagerduty.PAGERDUTY_API_LOOKUP, pagerduty.PagerDutyRegion.US, services.pagerduty_url)
+    monkeypatch.setitem(opsgenie.OPSGENIE_API_LOOKUP, opsgenie.OpsgenieRegion.US, services.opsgenie_url)
+    yield services
+    services.stop()
+
+
+PAGING = """\
+receivers:
+  pager: {type: apprise, urls: ["pagerduty://ik-ward@pd-api-key", "opsgenie://og-api-key"]}
+route:
+  receiver: pager
+  escalation: {receivers: [pager], delay: 30m}
+  routes:
+    - match: {severity: warning}
+      receiver: pager
+      group_wait: 60s
+"""
+
+
+def test_a_retraction_resolves_the_pagerduty_incidents_and_closes_the_opsgenie_alerts_of_the_alert(harness, paging):
+    """A critical pages PagerDuty and Opsgenie, and 30 min later, unacknowledged, pages them again
+    (an escalation: a second incident). Then it is withdrawn. Before, the retraction went out as a
+    new info-level PagerDuty event (both incidents stayed open, a third was opened) and Opsgenie got
+    nothing. Now each incident is resolved / closed by the key its own message was sent with."""
+    h = harness(PAGING, real_senders=True)
+    crit = alert(1, "agranulocytosis", "critical", anc=50.0)
+    h.feed(crit)
+    h.tick()
+    h.tick(T0 + 1801)
+    sent = sorted((r for r in h.audit(crit["alert_id"]) if r["outcome"] == "sent"), key=lambda r: r["level"])
+    keys = [r["delivery_id"] for r in sent]
+    assert [(r["purpose"], r["level"]) for r in sent] == [("alert", 0), ("escalation", 1)]
+    assert keys[0] == messages.delivery_id(d.Job(crit["alert_id"], "pager", d.ALERT, 0))
+    assert [(e["event_action"], e["dedup_key"], e["payload"]["severity"]) for e in paging.pagerduty("ik-ward")] == [
+        ("trigger", k, "critical") for k in keys]
+    assert [(r["path"], r["body"]["alias"]) for r in paging.opsgenie()] == [("/v2/alerts", k) for k in keys]
+
+    h.feed(retraction(2, crit))
+    h.tick(T0 + 1802)
+    assert paging.pagerduty("ik-ward")[2:] == [
+        {"routing_key": "ik-ward", "event_action": "resolve", "dedup_key": k} for k in keys]
+    closes = paging.opsgenie()[2:]
+    assert [(r["method"], r["path"], r["query"]) for r in closes] == [
+        ("POST", f"/v2/alerts/{k}/close", {"identifierType": "alias"}) for k in keys]
+    assert all(r["auth"] == "GenieKey og-api-key" and "withdrawn" in r["body"]["note"] for r in closes)
+    assert [(r["purpose"], r["outcome"]) for r in h.audit(crit["alert_id"])][-1] == ("retraction", "sent")
+    h.tick(T0 + 4000)  # nothing more: no escalation of a withdrawn alert, no second resolve
+    assert len(paging.pagerduty()) == 4 and len(paging.opsgenie()) == 4
+
+
+def test_a_grouped_page_is_resolved_only_once_every_alert_in_it_is_withdrawn(harness, paging):
+    """Two warnings of a patient went to PagerDuty as one message (one incident). Withdrawing one
+    must not resolve the incident of the other, which still stands; withdrawing both does."""
+    h = harness(PAGING, real_senders=True)
+    w1, w2 = alert(1, "chronic_neutropenia", "warning"), alert(2, "cyclic_neutropenia_suspected", "warning")
+    h.feed(w1, w2)
+    h.tick(T0 + 61)
+    group = messages.unit_delivery_id([d.Job(w["alert_id"], "pager").key for w in (w1, w2)])
+    assert [(e["event_action"], e["dedup_key"]) for e in paging.pagerduty()] == [("trigger", group)]
+
+    h.feed(retraction(3, w1))
+    h.tick(T0 + 62)
+    [notice] = paging.pagerduty()[1:]  # told as a notice of its own; the group's incident stays open
+    assert (notice["event_action"], notice["payload"]["severity"]) == ("trigger", "info")
+    assert notice["dedup_key"] != group and "RETRACTED" in notice["payload"]["summary"]
+    assert not [r for r in paging.opsgenie() if r["path"].endswith("/close")]
+
+    h.feed(retraction(4, w2))
+    h.tick(T0 + 63)
+    assert paging.pagerduty()[2:] == [{"routing_key": "ik-ward", "event_action": "resolve", "dedup_key": group}]
+    assert [r["path"] for r in paging.opsgenie() if r["path"].endswith("/close")] == [f"/v2/alerts/{group}/close"]
+
+
+TWO_RECIPIENTS = """\
+receivers:
+  mail: {type: email, to: [oncall@x.example, consultant@x.example]}
+route:
+  receiver: mail
+"""
+
+
+def test_after_a_restart_an_email_one_recipient_refused_is_retried_for_that_recipient_only(harness):
+    """The consultant's mailbox answers 452 (try later); the on-call took the email. Notify is
+    restarted before the retry: the retry still goes to the consultant alone (before, the memory of
+    who took it was lost with the process and the on-call got the critical twice)."""
+    mailbox = Mailbox().start()
+    try:
+        mailbox.refuse = {"consultant@x.example": "452 4.2.2 mailbox busy"}
+        first = harness(TWO_RECIPIENTS, real_senders=True, notify_smtp_port=mailbox.port)
+        crit = alert(1, "agranulocytosis", "critical", patient="MRN-4711", anc=50.0)
+        first.feed(crit)
+        first.tick()
+        assert [(r["outcome"], r["reason"]) for r in first.audit(crit["alert_id"])][1:] == [("retrying", "smtp_452")]
+        kept = {k: (first.run(first.redis.smembers(k)), first.run(first.redis.ttl(k)))
+                for k in first.run(first.redis.keys(f"{first.prefix}:partly:*"))}
+        first.close()  # notify stops; another starts on the same Redis
+        mailbox.refuse = {}
+
+        again = harness(TWO_RECIPIENTS, prefix=first.prefix, real_senders=True, notify_smtp_port=mailbox.port)
+        again.tick(T0 + 60)
+        assert [m["X-Envelope-To"] for m in mailbox.about(crit["alert_id"], raw=True)] == [
+            "oncall@x.example", "consultant@x.example"]
+        assert [(r["outcome"], r["reason"]) for r in again.audit(crit["alert_id"])][-1] == ("sent", "delivered")
+        # what was kept: who took it, under the delivery id (no patient identifier), for the retry window
+        [(key, (members, ttl))] = kept.items()
+        assert "MRN-4711" not in key.decode() and members == {b"oncall@x.example"}
+        window = again.svc.s.notify_retry_give_up_seconds + again.svc.s.notify_retry_max_seconds
+        assert window <= ttl <= window + 60
+        assert again.run(again.redis.exists(key)) == 0  # delivered to all: forgotten
+    finally:
+        mailbox.stop()
+
+
+TWO_PAGERS = """\
+receivers:
+  pager: {type: apprise, urls: ["pagerduty://ik-ward@pd-api-key", "pagerduty://ik-backup@pd-api-key"]}
+route:
+  receiver: pager
+"""
+
+
+def test_after_a_restart_a_page_one_service_refused_is_retried_on_that_service_only(harness, paging):
+    """One apprise receiver, two PagerDuty services; the backup answers 503, the ward's took the
+    critical. After a restart the retry goes to the backup alone: the ward is not paged twice."""
+    paging.failing = {"ik-backup"}
+    first = harness(TWO_PAGERS, real_senders=True)
+    crit = alert(1, "agranulocytosis", "critical", anc=50.0)
+    first.feed(crit)
+    first.tick()
+    [page] = paging.pagerduty("ik-ward")
+    assert paging.pagerduty("ik-backup") == [] and [r["status"] for r in paging.requests] == [202, 503]
+    kept = b"".join(m for k in first.run(first.redis.keys(f"{first.prefix}:partly:*"))
+                    for m in first.run(first.redis.smembers(k)))
+    first.close()
+    paging.failing.clear()
+
+    again = harness(TWO_PAGERS, prefix=first.prefix, real_senders=True)
+    again.tick(T0 + 60)
+    assert [e["dedup_key"] for e in paging.pagerduty("ik-backup")] == [page["dedup_key"]]
+    assert paging.pagerduty("ik-ward") == [page]
+    assert [(r["outcome"], r["reason"]) for r in again.audit(crit["alert_id"])][-1] == ("sent", "delivered")
+    assert kept and b"pd-api-key" not in kept and b"ik-" not in kept  # the URLs hold secrets: only a hash of each

@@ -183,3 +183,26 @@ def test_a_failed_first_attempt_starts_the_escalation_chain_once():
     assert (e1.receiver, e1.level, e1.due) == ("pager", 1, T0 + 601)
     assert d.escalation_while_undelivered(d.retry(job, T0 + 1, 2, 10, 60), T0 + 3) is None  # retries: already planned
     assert d.escalation_while_undelivered(d.Job(A, "mail"), T0) is None  # no chain
+
+
+def test_a_retraction_closes_the_receivers_messages_that_carry_only_withdrawn_alerts():
+    """What a paging service's incidents are: one per message, keyed by its delivery id. A
+    retraction closes those that told this receiver about the alert once every alert in them is
+    withdrawn; a message that also carries a standing alert stays open and the notice goes too."""
+    x, y = "1" * 32, "2" * 32
+    first, esc, other, mail = f"{x}|pager|alert|0", f"{x}|pager|escalation|1", f"{y}|pager|alert|0", f"{x}|mail|alert|0"
+
+    def msg(did, *keys, state=d.SENDING):
+        return d.InFlight(did, tuple(sorted(keys)), state, T0)
+
+    told = d.AlertState(sent=frozenset({first, esc, mail}))
+    sent_in = {first: msg("D0", first), esc: msg("D1", esc), mail: msg("DM", mail)}
+    assert d.withdrawn("pager", told, sent_in, {x}) == (("D0", "D1"), False)
+    sent_in[first] = msg("G", first, other)  # the first notice went in a group with y's
+    assert d.withdrawn("pager", told, sent_in, {x}) == (("D1",), True)  # y still stands
+    assert d.withdrawn("pager", told, sent_in, {x, y}) == (("G", "D1"), False)
+    # a delivery that may have arrived counts, one the receiver refused does not
+    flying = d.AlertState(in_flight=((first, msg("D0", first, state=d.UNKNOWN)), (esc, msg("D1", esc, state=d.FAILED))))
+    assert d.withdrawn("pager", flying, {first: msg("D0", first), esc: msg("D1", esc)}, {x}) == (("D0",), False)
+    # a message whose delivery id is not known (sent before it was kept): the notice instead
+    assert d.withdrawn("pager", d.AlertState(sent=frozenset({first})), {}, {x}) == ((), True)

@@ -76,3 +76,12 @@ def test_a_retry_after_one_service_failed_goes_only_to_the_services_that_did_not
     assert urls.count("nwtestpager://chat") == 1 and urls.count("nwtestpager://pager") == 4
     send(sender, message(alert(n=2)))  # the next message goes to both again
     assert [c[0] for c in CALLS[-2:]] == ["nwtestpager://chat", "nwtestpager://pager"]
+
+
+def test_only_services_keyed_by_notifys_delivery_id_have_incidents_a_retraction_closes():
+    """A URL that sets its own dedup key / alias puts every message in one incident: withdrawing
+    one alert must not close it. Services without a key (chat) only ever get the notice."""
+    from neutrowatch.notify.receivers import closes_incidents
+    assert closes_incidents("pagerduty://ik@ak/?region=eu") and closes_incidents("opsgenie://apikey/@team")
+    assert not closes_incidents("pagerduty://ik@ak/?dedup=ward-7") and not closes_incidents("opsgenie://k?alias=x")
+    assert not closes_incidents("slack://T1/B1/C1") and not closes_incidents("nwtestpager://a")

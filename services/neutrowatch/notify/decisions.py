@@ -92,6 +92,10 @@ class InFlight:
         return cls(d["delivery_id"], tuple(d["keys"]), d["state"], d["at"])
 
 
+def alert_of(job_key: str) -> str:
+    return job_key.split("|")[0]
+
+
 def receiver_of(job_key: str) -> str:
     return job_key.split("|")[1]
 
@@ -170,6 +174,31 @@ def retraction_gate(job: Job, state: AlertState, now: float, stale_after: float)
     if any(r.maybe_sent for r in mine):
         return Decision(True, "may_have_been_told")
     return Decision(False, "not_told")
+
+
+def withdrawn(receiver: str, state: AlertState, sent_in: Mapping[str, InFlight],
+              retracted: Iterable[str]) -> tuple[tuple[str, ...], bool]:
+    """For a retraction notice to ``receiver``: (the delivery ids of the messages that told it
+    about the alert and now carry only withdrawn alerts, whether the notice itself must go too).
+
+    Each message that told the receiver (the first notice, an escalation; delivered or maybe
+    delivered) is one incident on a paging service, its delivery id the dedup key / alias
+    (``sent_in``: job key -> the message it went out in). It is closed once every alert in it has
+    been withdrawn. One that also carries an alert that still stands (a group), or whose delivery
+    id is not known, stays open, and the receiver gets the retraction notice instead."""
+    gone = set(retracted)
+    told = [k for k in sorted(state.sent) if receiver_of(k) == receiver and purpose_of(k) in (ALERT, ESCALATION)]
+    told += [k for k, r in state.in_flight
+             if receiver_of(k) == receiver and purpose_of(k) in (ALERT, ESCALATION) and r.maybe_sent]
+    closes: list[str] = []
+    stays_open = False
+    for key in told:
+        m = sent_in.get(key)
+        if m is None or not all(alert_of(k) in gone for k in m.keys):
+            stays_open = True
+        elif m.delivery_id not in closes:
+            closes.append(m.delivery_id)
+    return tuple(closes), stays_open or not closes
 
 
 def next_escalation(job: Job, sent_at: float) -> Job | None:

@@ -20,6 +20,11 @@ class Message:
     subject: str
     text: str
     payload: dict[str, Any]  # the webhook JSON body
+    # A retraction notice: the delivery ids of this receiver's earlier messages about the withdrawn
+    # alert that now carry only withdrawn alerts (a paging service closes their incidents: PagerDuty
+    # resolve, Opsgenie close), and whether the notice itself goes to it too (some stay open).
+    closes: tuple[str, ...] = ()
+    notice_too: bool = True
 
 
 class InvalidToken(ValueError):

@@ -4,6 +4,8 @@ Secrets (SMTP password, webhook keys, apprise URLs) are resolved at start-up and
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 import os
 import smtplib
@@ -13,7 +15,7 @@ import urllib.parse
 from collections import OrderedDict
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import aiohttp
 
@@ -22,6 +24,10 @@ from neutrowatch.notify.messages import Message, webhook_body, webhook_signature
 from neutrowatch.notify.routing import Receiver, Routing
 from neutrowatch.platform.settings import Settings
 
+if TYPE_CHECKING:
+    from neutrowatch.notify.store import Store
+
+log = logging.getLogger(__name__)
 logging.getLogger("apprise").setLevel(logging.ERROR)  # its messages can name notifier hosts
 
 
@@ -37,41 +43,73 @@ class Sender(Protocol):
 
 class PartlyDone:
     """Delivery id -> the recipients (or services) that took a message others refused, so that a
-    retry goes only to the others. In memory and bounded: after a restart of notify, or for a
-    message long forgotten, a retry goes to all again."""
+    retry goes only to the others. In memory (bounded) and in the notify store's Redis
+    (``P:partly:{delivery id}``, a set that only grows, kept ``ttl`` seconds from its last change:
+    the retry window), so a retry after a restart of notify still skips them. Members are
+    recipient addresses or ids of apprise URLs (a hash: never the URL, which holds secrets), no
+    patient identifiers. Without a store (or when Redis does not answer) memory alone."""
 
-    def __init__(self, size: int = 10_000):
+    def __init__(self, store: Callable[[], "Store | None"] = lambda: None, ttl: float = 3600.0, size: int = 10_000):
         self._done: OrderedDict[str, set] = OrderedDict()
-        self._size = size
+        self._store, self.ttl, self._size = store, ttl, size
 
-    def get(self, delivery_id: str) -> set:
-        return self._done.get(delivery_id, set())
+    async def get(self, delivery_id: str) -> set:
+        done = set(self._done.get(delivery_id, ()))
+        store = self._store()
+        if store is not None:
+            try:
+                done |= await store.partly_done(delivery_id)
+            except Exception as exc:  # Redis away: what this process remembers
+                log.warning("notify: partly delivered messages not read from Redis: %s", type(exc).__name__)
+        return done
 
-    def keep(self, delivery_id: str, done: set) -> None:
+    async def keep(self, delivery_id: str, done: set) -> None:
+        """Remember ``done`` (in memory this very set: a send that goes on after a time-out adds to it)."""
         self._done[delivery_id] = done
         self._done.move_to_end(delivery_id)
         while len(self._done) > self._size:
             self._done.popitem(last=False)
+        store = self._store()
+        if store is not None:
+            try:
+                await store.keep_partly_done(delivery_id, set(done), self.ttl)
+            except Exception as exc:
+                log.warning("notify: partly delivered message not kept in Redis: %s", type(exc).__name__)
 
-    def forget(self, delivery_id: str) -> None:
+    async def forget(self, delivery_id: str) -> None:
         self._done.pop(delivery_id, None)
+        store = self._store()
+        if store is not None:
+            try:
+                await store.forget_partly_done(delivery_id)
+            except Exception as exc:  # it expires with the retry window
+                log.warning("notify: partly delivered message not forgotten in Redis: %s", type(exc).__name__)
 
 
 class EmailSender:
     type = "email"
 
-    def __init__(self, to: list[str], settings: Settings):
+    def __init__(self, to: list[str], settings: Settings, partly: PartlyDone | None = None):
         self.to, self.s = to, settings
-        self._partly = PartlyDone()
+        self.partly = partly or PartlyDone()
 
     async def send(self, message: Message) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._send, message)
-
-    def _send(self, message: Message) -> None:
-        s = self.s
         did = message.payload["delivery_id"]
-        done = self._partly.get(did)
+        done = await self.partly.get(did)
         todo = [a for a in self.to if a not in done]
+        if not todo:  # every recipient took it on an earlier attempt
+            await self.partly.forget(did)
+            return
+        refused = await asyncio.get_running_loop().run_in_executor(None, self._send, message, todo)
+        if refused:  # accepted for the others: remember them, and fail for the refused ones
+            await self.partly.keep(did, done | {a for a in todo if a not in refused})
+            code = min(c for c, _ in refused.values())
+            raise DeliveryError("smtp", code, f"{len(refused)} of {len(todo)} recipients refused")
+        await self.partly.forget(did)
+
+    def _send(self, message: Message, todo: list[str]) -> dict:
+        """Send to ``todo``; the recipients the server refused (the others took it), or DeliveryError."""
+        s = self.s
         mail = EmailMessage()
         mail["From"], mail["To"], mail["Subject"] = s.notify_smtp_from, ", ".join(self.to), message.subject
         mail["Message-ID"] = f"<{message.payload['delivery_id']}@neutrowatch>"
@@ -87,7 +125,7 @@ class EmailSender:
                     smtp.login(s.notify_smtp_username,
                                s.notify_smtp_password.get_secret_value() if s.notify_smtp_password else "")
                 sent_data = True  # from here on the server may have the message
-                refused = smtp.send_message(mail, to_addrs=todo) or {}
+                return smtp.send_message(mail, to_addrs=todo) or {}
         except smtplib.SMTPRecipientsRefused as exc:
             code = min(c for c, _ in exc.recipients.values())
             raise DeliveryError("smtp", code, "recipients refused") from None
@@ -97,11 +135,6 @@ class EmailSender:
             raise DeliveryError("timeout", None, "SMTP timed out", maybe_delivered=True) from None
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise DeliveryError("connection", None, type(exc).__name__, maybe_delivered=sent_data) from None
-        if refused:  # accepted for the others: remember them, and fail for the refused ones
-            self._partly.keep(did, done | {a for a in todo if a not in refused})
-            code = min(c for c, _ in refused.values())
-            raise DeliveryError("smtp", code, f"{len(refused)} of {len(todo)} recipients refused")
-        self._partly.forget(did)
 
 
 class WebhookSender:
@@ -135,22 +168,38 @@ class WebhookSender:
 # Apprise services with a per-event idempotency key, and the URL parameter apprise reads it from:
 # PagerDuty Events v2 dedup_key (apprise `?dedup=`), Opsgenie alias (`?alias=`). Each message's
 # delivery id goes there, so a re-send after a crash updates the same incident instead of paging
-# twice. Other apprise services (chat, ntfy, ...) have no such key: a re-send says "possible
-# duplicate" in its text.
+# twice, and a retraction closes that incident (``close_incident``). Other apprise services (chat,
+# ntfy, ...) have no such key: a re-send says "possible duplicate" in its text.
 DEDUP_PARAMS = {"pagerduty": "dedup", "opsgenie": "alias"}
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower()
+
+
+def _with_param(url: str, param: str, value: str, replace: bool = False) -> str:
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == param for k, _ in query):
+        if not replace:
+            return url
+        query = [(k, v) for k, v in query if k != param]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode([*query, (param, value)])))
 
 
 def with_dedup_key(url: str, key: str) -> str:
     """``url`` with the service's idempotency parameter set to ``key`` (unless the URL sets it)."""
-    scheme = url.split("://", 1)[0].lower()
-    param = DEDUP_PARAMS.get(scheme)
-    if param is None:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    if any(k == param for k, _ in query):
-        return url
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode([*query, (param, key)])))
+    param = DEDUP_PARAMS.get(_scheme(url))
+    return url if param is None else _with_param(url, param, key)
+
+
+def closes_incidents(url: str) -> bool:
+    """A service whose incidents notify keys by delivery id: a retraction closes them. Not when the
+    URL sets its own key (every message then updates one incident, which a retraction of one
+    alert must not close)."""
+    param = DEDUP_PARAMS.get(_scheme(url))
+    query = urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True)
+    return param is not None and all(k != param for k, _ in query)
 
 
 def apprise_type(message: Message):
@@ -166,17 +215,50 @@ def apprise_type(message: Message):
         severity, apprise.NotifyType.INFO)
 
 
+def close_incident(url: str, key: str, message: Message) -> bool:
+    """Close the incident that the message with delivery id ``key`` opened on a keyed service.
+
+    PagerDuty: an Events v2 ``resolve`` with that ``dedup_key`` (apprise ``?action=resolve``).
+    Opsgenie: ``POST /v2/alerts/{alias}/close?identifierType=alias``. Apprise's own Opsgenie
+    ``?action=close`` (2.2.0) closes only the alerts whose request ids the same Apprise object
+    created, in memory (a new one per message here): it would send nothing and report success.
+    So the close is made here, with the plugin's endpoint, credentials and request code."""
+    import apprise
+    scheme = _scheme(url)
+    keyed = with_dedup_key(url, key)
+    if scheme == "pagerduty":
+        a = apprise.Apprise()
+        a.add(_with_param(keyed, "action", "resolve", replace=True))
+        return bool(a.notify(body=message.text, title=message.subject, notify_type=apprise.NotifyType.INFO))
+    import requests
+    from apprise.plugins import opsgenie
+    plugin = apprise.Apprise.instantiate(keyed)
+    if plugin is None or not plugin.alias:
+        return False
+    endpoint = f"{opsgenie.OPSGENIE_API_LOOKUP[plugin.region_name]}/{urllib.parse.quote(plugin.alias, safe='')}/close"
+    body = {"source": plugin.app_desc, "note": message.text[:25_000]}
+    if plugin.user:
+        body["user"] = plugin.user
+    ok, _ = plugin._fetch(requests.post, endpoint, body, {"identifierType": "alias"})
+    return bool(ok)
+
+
+def _url_id(url: str) -> str:
+    """What PartlyDone keeps for a service: a hash of its URL (the URL holds secrets)."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 class AppriseSender:
     type = "apprise"
 
-    def __init__(self, urls: list[str], timeout: float):
+    def __init__(self, urls: list[str], timeout: float, partly: PartlyDone | None = None):
         import apprise
         self._urls = list(urls)
         for url in self._urls:
             if not apprise.Apprise().add(url):
                 raise ConfigError("an apprise URL was not understood")
         self.timeout = timeout
-        self._partly = PartlyDone()  # indexes of the URLs that took a message
+        self.partly = partly or PartlyDone()  # the steps (below) that took a message
 
     def notifier(self, delivery_id: str, url: str):
         """An Apprise for one service and one message: keyed services get the delivery id as their dedup key."""
@@ -185,20 +267,39 @@ class AppriseSender:
         a.add(with_dedup_key(url, delivery_id))
         return a
 
+    def steps(self, message: Message) -> list[tuple[str, Callable[[], bool]]]:
+        """(id, call) of what sending the message is, per service: the message itself, or for a
+        retraction on a keyed service, closing each incident it withdraws (and the notice too
+        when some stay open)."""
+        did, kind = message.payload["delivery_id"], apprise_type(message)
+        out: list[tuple[str, Callable[[], bool]]] = []
+        for url in self._urls:
+            uid = _url_id(url)
+            notice = True
+            if message.closes and closes_incidents(url):
+                out += [(f"{uid}:{key}", functools.partial(close_incident, url, key, message))
+                        for key in message.closes]
+                notice = message.notice_too
+            if notice:
+                out.append((uid, functools.partial(self._notify, did, url, message, kind)))
+        return out
+
+    def _notify(self, did: str, url: str, message: Message, kind) -> bool:
+        return bool(self.notifier(did, url).notify(body=message.text, title=message.subject, notify_type=kind))
+
     async def send(self, message: Message) -> None:
         loop = asyncio.get_running_loop()
         did = message.payload["delivery_id"]
-        done = set(self._partly.get(did))
-        self._partly.keep(did, done)  # filled in as services take it (also after a time-out)
-        kind = apprise_type(message)
+        done = await self.partly.get(did)
+        steps = self.steps(message)
 
         def run() -> bool:
             ok = True
-            for i, url in enumerate(self._urls):
-                if i in done:
+            for step, call in steps:
+                if step in done:
                     continue
-                if self.notifier(did, url).notify(body=message.text, title=message.subject, notify_type=kind):
-                    done.add(i)
+                if call():
+                    done.add(step)  # seen by a later attempt of this process even after a time-out
                 else:
                     ok = False
             return ok
@@ -206,27 +307,40 @@ class AppriseSender:
         try:
             ok = await asyncio.wait_for(loop.run_in_executor(None, run), self.timeout)
         except asyncio.TimeoutError:
+            await self.partly.keep(did, done)
             raise DeliveryError("timeout", None, "apprise timed out", maybe_delivered=True) from None
         if not ok:
+            await self.partly.keep(did, done)
             raise DeliveryError("unavailable", None, "a notifier did not accept the message")
-        self._partly.forget(did)
+        await self.partly.forget(did)
 
 
 def build(routing: Routing, settings: Settings, session: Callable[[], aiohttp.ClientSession],
-          clock: Callable[[], float] = time.time) -> dict[str, Sender]:
-    return {name: _sender(r, settings, session, clock) for name, r in routing.receivers.items()}
+          clock: Callable[[], float] = time.time,
+          store: Callable[[], "Store | None"] = lambda: None) -> dict[str, Sender]:
+    """The senders of the routing file; ``store``: the notify store once connected (None before),
+    where the email and apprise senders keep what took a partly delivered message."""
+    return {name: _sender(r, settings, session, clock, store) for name, r in routing.receivers.items()}
 
 
-def _sender(r: Receiver, settings: Settings, session, clock) -> Sender:
+def partly_done_ttl(settings: Settings) -> float:
+    """How long what took a partly delivered message is kept: the retry window (retries end after
+    --notify-retry-give-up-seconds, the last one up to a back-off later), plus a send's lease."""
+    return (settings.notify_retry_give_up_seconds + settings.notify_retry_max_seconds
+            + 2 * settings.notify_send_timeout_seconds + 5)
+
+
+def _sender(r: Receiver, settings: Settings, session, clock, store) -> Sender:
     o = r.options
+    partly = PartlyDone(store, partly_done_ttl(settings))
     if r.type == "email":
-        return EmailSender(list(o["to"]), settings)
+        return EmailSender(list(o["to"]), settings, partly)
     if r.type == "webhook":
         secret = _secret(r.name, o.get("secret_env"), o.get("secret_file"))
         return WebhookSender(o["url"], secret.encode(), o.get("timeout_seconds", settings.notify_send_timeout_seconds),
                              session, clock)
     urls = o.get("urls") or _secret(r.name, o.get("urls_env"), None).split()
-    return AppriseSender(list(urls), settings.notify_send_timeout_seconds)
+    return AppriseSender(list(urls), settings.notify_send_timeout_seconds, partly)
 
 
 def _secret(receiver: str, env: str | None, file: str | None) -> str:

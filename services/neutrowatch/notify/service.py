@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from neutrowatch import schemas, topics
 from neutrowatch.notify import audit, decisions, grouping, messages, receivers, routing
-from neutrowatch.notify.decisions import ALERT, ESCALATION, Job
+from neutrowatch.notify.decisions import ALERT, ESCALATION, RETRACTION, Job
 from neutrowatch.notify.store import Store
 from neutrowatch.platform import metrics
 from neutrowatch.platform.health import Readiness
@@ -37,13 +37,14 @@ class NotifyService:
         self.s, self.clock = settings, clock
         self.routing = routing.load(settings.notify_routing_file)  # RoutingError names line and problem
         self._session: aiohttp.ClientSession | None = None
-        self.senders = receivers.build(self.routing, settings, lambda: self._session, clock)  # ConfigError
+        self.store: Store | None = None
+        # ConfigError; a sender's memory of a partly delivered message lives in the store's Redis
+        self.senders = receivers.build(self.routing, settings, lambda: self._session, clock, lambda: self.store)
         secret = settings.notify_ack_secret
         self.ack_secret = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
         if secret is None:
             log.warning("no NEUTROWATCH_NOTIFY_ACK_SECRET: ack links are signed with a per-process key")
         self.redis = None
-        self.store: Store | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.assigned = False
@@ -259,6 +260,9 @@ class NotifyService:
                  for j, alert, _ in go]
         retraction = await store.retraction_of(go[0][0].alert_id) if go[0][0].purpose == "retraction" else None
         message = messages.render_unit(items, self.s.notify_public_url, flight.delivery_id, redelivery, retraction)
+        if go[0][0].purpose == RETRACTION:  # sent alone: closes the incidents its alert opened
+            closes, notice_too = await self._withdrawn(go[0][0], go[0][1], now)
+            message = replace(message, closes=closes, notice_too=notice_too)
         try:
             await asyncio.wait_for(self.senders[receiver].send(message), self.s.notify_send_timeout_seconds + 1)
         except (decisions.DeliveryError, asyncio.TimeoutError) as exc:
@@ -274,11 +278,22 @@ class NotifyService:
             metrics.NOTIFY_SENT.labels(rtype, j.purpose).inc()
             if j.purpose == ALERT and produced_at:
                 metrics.NOTIFY_DELIVERY_SECONDS.labels(rtype).observe(max(0.0, done - produced_at))
-        log.info("notify: %s %s -> %s (%s) delivered%s, attempt %d%s", go[0][0].purpose,
+        log.info("notify: %s %s -> %s (%s) delivered%s, attempt %d%s%s", go[0][0].purpose,
                  ",".join(j.alert_id[:8] for j, _, _ in go), receiver, rtype,
                  f" as one message about {len(go)} alerts" if len(go) > 1 else "", go[0][0].attempt,
-                 " (re-send, possible duplicate)" if redelivery else "")
+                 " (re-send, possible duplicate)" if redelivery else "",
+                 f", closing {len(message.closes)} earlier message(s)" if message.closes else "")
         return "delivered"
+
+    async def _withdrawn(self, job: Job, alert: dict, now: float) -> tuple[tuple[str, ...], bool]:
+        """What a retraction notice closes (decisions.withdrawn): the receiver's messages about the
+        withdrawn alert, by the delivery id each went out with, when all their alerts are withdrawn."""
+        store = self.store
+        assert store is not None
+        state = await store.state(alert, now)
+        sent_in = await store.messages_of(job.alert_id)
+        members = {decisions.alert_of(k) for m in sent_in.values() for k in m.keys}
+        return decisions.withdrawn(job.receiver, state, sent_in, await store.retracted(members))
 
     def _not_sent(self, job: Job, alert: dict, decision: decisions.Decision, now: float, rtype: str) -> tuple:
         outcome = "suppressed" if decision.reason in ("duplicate", "silenced", "inhibited_by_critical") else "cancelled"

@@ -6,9 +6,12 @@ score is pushed out by a lease, so a crashed sender's job comes back); P:jobdata
 P:leased job key -> lease end (a claimed job no other claim may take); P:ajobs:{id} job keys of
 an alert; P:gpend:{receiver}|{patient_key} first notices waiting in a group; P:inflight:{id} job
 key -> the delivery started for it and not yet recorded (delivery id, member keys, state);
-P:sent:{id} delivered job keys -> time; P:ack:{id}; P:retracted:{id} the id of the
-alert_retracted record that withdrew it; P:rplanned:{id} the
-retraction notices of the alert are planned; P:crit:{patient_key} criticals of a patient;
+P:sent:{id} delivered job keys -> time; P:msg:{id} job key -> the message it went (or may have
+gone) out in, written when that message was handed over and kept (delivery id, member keys: what
+a retraction closes on a paging service); P:partly:{delivery id} what already took a message
+that others refused (recipients, services; receivers.PartlyDone), for the retry window;
+P:ack:{id}; P:retracted:{id} the id of the alert_retracted record that withdrew it;
+P:rplanned:{id} the retraction notices of the alert are planned; P:crit:{patient_key} criticals of a patient;
 P:silences; P:open_critical zset (unacknowledged, unretracted delivered criticals -> first
 delivery); P:outbox audit records not yet on Kafka.
 """
@@ -71,8 +74,9 @@ return out
 """
 # Before handing a message to a receiver: every member job must still exist and (unless it is a
 # retraction notice) its alert must not be retracted; then each member's in-flight record is
-# written. ARGV[1] = prefix, ARGV[2] = JSON [{key, alert_id, purpose}], ARGV[3] = the record,
-# ARGV[4] = '1' when every member must pass (a new message) or '0' (a re-send: the passing ones).
+# written, and kept as the message the member went out in (P:msg, not cleared on delivery).
+# ARGV[1] = prefix, ARGV[2] = JSON [{key, alert_id, purpose}], ARGV[3] = the record, ARGV[4] =
+# '1' when every member must pass (a new message) or '0' (a re-send: the passing ones), ARGV[5] = ttl.
 # Returns 'gone:<key>' / 'retracted:<key>' for those that did not pass; nothing is written when a
 # new message has any.
 _BEGIN = """
@@ -91,6 +95,8 @@ if ARGV[4] == '1' and #bad > 0 then return bad end
 for _, m in ipairs(ok) do
   redis.call('HSET', p .. ':inflight:' .. m.alert_id, m.key, ARGV[3])
   redis.call('EXPIRE', p .. ':inflight:' .. m.alert_id, ARGV[5])
+  redis.call('HSET', p .. ':msg:' .. m.alert_id, m.key, ARGV[3])
+  redis.call('EXPIRE', p .. ':msg:' .. m.alert_id, ARGV[5])
 end
 return bad
 """
@@ -249,6 +255,40 @@ class Store:
             why, _, key = (b.decode() if isinstance(b, bytes) else b).partition(":")
             out[key] = why
         return out
+
+    async def messages_of(self, alert_id: str) -> dict[str, InFlight]:
+        """Job key -> the message that job of the alert went (or may have gone) out in: its
+        delivery id (a paging service's dedup key / alias) and member keys."""
+        raw = await self.r.hgetall(self.k("msg", alert_id))
+        return {k.decode(): InFlight.from_dict(json.loads(v)) for k, v in raw.items()}
+
+    async def retracted(self, alert_ids: Iterable[str]) -> set[str]:
+        """Those of the alerts that have been withdrawn."""
+        ids = sorted(set(alert_ids))
+        if not ids:
+            return set()
+        pipe = self.r.pipeline(transaction=False)
+        for a in ids:
+            pipe.exists(self.k("retracted", a))
+        return {a for a, hit in zip(ids, await pipe.execute()) if hit}
+
+    # --- what took a message that others refused (receivers.PartlyDone)
+    async def partly_done(self, delivery_id: str) -> set[str]:
+        return {m.decode() for m in await self.r.smembers(self.k("partly", delivery_id))}
+
+    async def keep_partly_done(self, delivery_id: str, done: Iterable[str], ttl_seconds: float) -> None:
+        """Add to what took the message (a set only grows: one step, no read) and keep it for the
+        retry window from now."""
+        done = sorted(done)
+        key = self.k("partly", delivery_id)
+        pipe = self.r.pipeline(transaction=True)
+        if done:
+            pipe.sadd(key, *done)
+        pipe.expire(key, max(1, int(ttl_seconds)))
+        await pipe.execute()
+
+    async def forget_partly_done(self, delivery_id: str) -> None:
+        await self.r.delete(self.k("partly", delivery_id))
 
     async def mark(self, jobs: Iterable[Job], record: InFlight) -> None:
         """Record how an attempt ended (state UNKNOWN or FAILED) for a later re-send."""
