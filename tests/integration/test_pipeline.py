@@ -8,6 +8,7 @@ import uuid
 import pytest
 from hl7.client import MLLPClient
 
+from kafka_reader import read_records
 from monitor_helpers import fresh, new_tag, produce
 from notify_helpers import WEBHOOK_SECRET, Mailbox, Webhook, wait_until
 from processes import start_up
@@ -81,3 +82,29 @@ def test_the_ivig_case_reaches_the_ward_board_with_its_pattern(pipeline, kafka_b
     severe = wait_until(lambda: delivered(hook, key, "severe_neutropenia"), 20)
     assert severe, "the IVIG dips below 500 are critical and reach the ward board"
     assert wait_until(lambda: all(mailbox.about(p["alert"]["alert_id"], "haem-oncall@") for p in severe), 20)
+
+
+def test_a_severe_count_corrected_away_and_back_pages_again(pipeline, kafka_bootstrap):
+    """The lab corrects a 300 to 3000 (the severe alert is withdrawn), then back to 300: the severe
+    alert holds again and on call is paged again. Under the id it first had, every consumer took
+    it for the alert already seen, so the last word on call had was "withdrawn"."""
+    _, mailbox, hook, service = pipeline
+    patient = new_tag()
+    key = f"TESTMPI|{patient}"
+
+    def version(n: int, status: str, value: float) -> dict:
+        return {"schema": "neutrowatch.lab-result.v1", "observation_id": f"{patient}-a",
+                "event_id": f"{patient}-a-{n}", "patient_id": patient, "assigning_authority": "TESTMPI",
+                "patient_key": key, "analyte": "anc", "value": value, "unit": "cells/uL", "status": status,
+                "collected_at": "2026-03-07T08:00:00+00:00", "source": {"type": "canonical"},
+                "provenance": "direct"}
+
+    produce(kafka_bootstrap, [version(1, "F", 300), version(2, "C", 3000), version(3, "C", 300)])
+    on_topic = read_records(kafka_bootstrap, "neutrowatch.alerts.v1", lambda r: r["patient_key"] == key,
+                            expect=3, timeout=30)
+    assert [a["kind"] for a in on_topic] == ["severe_neutropenia", "alert_retracted", "severe_neutropenia"]
+    first, withdrawal, again = on_topic
+    assert withdrawal["retracts_alert_id"] == first["alert_id"] != again["alert_id"]
+    assert wait_until(lambda: [p for p in delivered(hook, key, "severe_neutropenia")
+                               if p["alert"]["alert_id"] == again["alert_id"]], 30), service.output()[-3000:]
+    assert wait_until(lambda: mailbox.about(again["alert_id"], "haem-oncall@"), 20)

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from neutrowatch.detection import DetectionConfig, PatientState, step
+from neutrowatch.detection.engine import recorded
 from neutrowatch.detection.alerts import alert_id
 from neutrowatch.domain.events import Coding, Dose, LabResult, MedicationAdministration, Source
 
@@ -76,7 +77,7 @@ def within_bounds(state):
     temperatures (days, not months): whether one fired depends on whether its fever was still kept
     when the matching count arrived, and once fired it is never withdrawn for ageing out."""
     kept = {alert_id(state.patient_key, "febrile_neutropenia", r.oid) for r in state.temps}
-    return {k: v[0] for k, v in state.emitted.items() if v[0] != "febrile_neutropenia" or k in kept}
+    return {k: v[0] for k, v in recorded(state).items() if v[0] != "febrile_neutropenia" or k in kept}
 
 
 @settings(max_examples=60, deadline=None)

@@ -56,6 +56,12 @@ def alert_id(patient_key: str, kind: str, anchor: str) -> str:
 _IDS: dict[tuple[str, str, str], str] = {}
 
 
+def again_id(sent_id: str) -> str:
+    """The id of an alert holding again after the one sent as ``sent_id`` was withdrawn: news,
+    so an id of its own (consumers keep one alert per id and drop a repeat as already seen)."""
+    return stable_id("alert.v1", "again", sent_id)
+
+
 def iso(t: int) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
 

@@ -15,10 +15,11 @@ history does.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Iterable
 
 from neutrowatch.detection import cyclic, drugs, febrile, ivig
-from neutrowatch.detection.alerts import Alert, alert_id, render, retraction
+from neutrowatch.detection.alerts import Alert, again_id, alert_id, render, retraction
 from neutrowatch.detection.config import DetectionConfig
 from neutrowatch.detection.episodes import Carry, fold, fold_resume
 from neutrowatch.detection.findings import Finding, Obs
@@ -251,7 +252,7 @@ def active_alerts(state: PatientState, config: DetectionConfig | None = None) ->
     config = config or DEFAULT_CONFIG
     findings, state = evaluate(state, config)
     live = [o for o in state.anc if o.v is not None]
-    unsent = unsent_ids(state)
+    unsent = {aid for aid, e in state.emitted.items() if e[2:] == (UNSENT,)}
     return [render(f, state.patient_key, state.patient_id, state.assigning_authority, live,
                    list(state.adms), config) for f in findings
             if not unsent or alert_id(state.patient_key, f.kind, f.anchor) not in unsent]
@@ -262,8 +263,14 @@ def kept_ids(state: PatientState) -> set[str]:
     return {aid for aid, e in state.emitted.items() if e[2:] == (KEPT,)}
 
 
-def unsent_ids(state: PatientState) -> set[str]:
-    return {aid for aid, e in state.emitted.items() if e[2:] == (UNSENT,)}
+def recorded(state: PatientState) -> dict[str, tuple]:
+    """The emitted entries less those of alerts withdrawn (which differ with the arrival order)."""
+    return {aid: e for aid, e in state.emitted.items() if e[2:3] != (WITHDRAWN,)}
+
+
+def standing_count(state: PatientState) -> int:
+    """Alerts sent that still stand (neither withdrawn, nor kept from being sent by the bound)."""
+    return sum(1 for e in recorded(state).values() if e[2:] != (UNSENT,))
 
 
 # ---------------------------------------------------------------------------- diff
@@ -273,7 +280,9 @@ def unsent_ids(state: PatientState) -> set[str]:
 # (kind, t, AS, sent_id): holds in place of the alert sent as sent_id (see _moved_earlier).
 # A grade change also records the transition it announced, last: (grade_change, t, GRADES, from,
 # to) and (grade_change, t, AS, sent_id, from, to); states stored before it have (grade_change, t).
-KEPT, UNSENT, AS, GRADES = "kept", "unsent", "as", "grades"
+# (kind, t, WITHDRAWN, sent_id): sent as sent_id, then withdrawn; should it hold again, it is sent
+# again as news under again_id(sent_id) (a corrected 300 corrected back: a second page, not silence).
+KEPT, UNSENT, AS, GRADES, WITHDRAWN = "kept", "unsent", "as", "grades", "withdrawn"
 # alerts about an episode as a whole: a late result moving its start earlier does not make it new
 EPISODE_ALERTS = ("severe_neutropenia", "agranulocytosis", "chronic_neutropenia")
 
@@ -300,7 +309,7 @@ def _settle(state: PatientState, current: dict[str, Finding], merged: PatientSta
     before the cut is sent as decided there."""
     emitted = state.emitted
     lost = [aid for aid, e in emitted.items() if aid not in current and _standing(e)]
-    fresh = [aid for aid in current if aid not in emitted]
+    fresh = [aid for aid in current if _unsent(emitted, aid)]
     if not lost and not fresh:
         return state, current
     uncut, _ = evaluate(_with_search_of(state, merged, config), config)
@@ -333,7 +342,7 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
     key = state.patient_key
     emitted = state.emitted
     gone = [aid for aid, e in emitted.items() if aid not in current and _standing(e)]
-    new = [(aid, f) for aid, f in current.items() if aid not in emitted]
+    new = [(aid, f) for aid, f in current.items() if _unsent(emitted, aid)]
     if not gone and not new:
         return state, []
     emitted = dict(emitted)
@@ -348,20 +357,38 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
         if kind == "cyclic_neutropenia_suspected" and cause in ("re-evaluation", "administration"):
             # a periodicity once found stays found: only the IVIG rules set it aside
             cause = "explained_by_ivig"
-        out.append(retraction(entry[3] if entry[2:3] == (AS,) else aid, kind, t, cause, event.event_id,
-                              key, state.patient_id, state.assigning_authority))
+        sent = entry[3] if entry[2:3] == (AS,) else aid
+        out.append(retraction(sent, kind, t, cause, event.event_id, key, state.patient_id,
+                              state.assigning_authority))
+        emitted[aid] = (kind, t, WITHDRAWN, sent)
     if new:
         live = [o for o in state.anc if o.v is not None]
         adms = list(state.adms)
         for aid, f in sorted(new, key=lambda kv: (kv[1].t, kv[1].kind, kv[0])):
-            out.append(render(f, key, state.patient_id, state.assigning_authority, live, adms, config))
-            emitted[aid] = _entry(f)
+            alert = render(f, key, state.patient_id, state.assigning_authority, live, adms, config)
+            before = emitted.get(aid)
+            if before is not None and before[2:3] == (WITHDRAWN,):
+                alert = replace(alert, alert_id=again_id(before[3]))
+                emitted[aid] = _entry(f, sent_as=alert.alert_id)
+            else:
+                emitted[aid] = _entry(f)
+            out.append(alert)
     return state.evolve(emitted=emitted), out
 
 
-def _entry(f: Finding) -> tuple:
-    """The emitted entry of an alert just sent (a grade change with the transition it announced)."""
-    return (f.kind, f.t, GRADES, f.ctx["from"], f.ctx["to"]) if f.kind == "grade_change" else (f.kind, f.t)
+def _unsent(emitted: dict[str, tuple], aid: str) -> bool:
+    """Not sent, or sent and withdrawn since: holding, it is news."""
+    entry = emitted.get(aid)
+    return entry is None or entry[2:3] == (WITHDRAWN,)
+
+
+def _entry(f: Finding, sent_as: str | None = None) -> tuple:
+    """The emitted entry of an alert sent (as ``sent_as`` when that is not its own id); a grade
+    change with the transition it announced."""
+    grades = (f.ctx["from"], f.ctx["to"]) if f.kind == "grade_change" else ()
+    if sent_as is not None:
+        return (f.kind, f.t, AS, sent_as, *grades)
+    return (f.kind, f.t, GRADES, *grades) if grades else (f.kind, f.t)
 
 
 def _grades(entry: tuple) -> tuple | None:
@@ -415,7 +442,7 @@ def _moved_earlier(gone: list[str], new: list[tuple[str, Finding]], emitted: dic
             continue
         entry = emitted.pop(aid)
         sent_id = entry[3] if entry[2:3] == (AS,) else aid
-        emitted[match[0]] = (kind, match[1].t, AS, sent_id, *(grades or ()))
+        emitted[match[0]] = _entry(match[1], sent_as=sent_id)
         gone = [g for g in gone if g != aid]
         new = [n for n in new if n[0] != match[0]]
     return gone, new

@@ -11,7 +11,7 @@ from typing import Any
 from neutrowatch.detection import DetectionConfig, PatientState, active_alerts
 from neutrowatch.detection import ivig
 from neutrowatch.detection.alerts import iso
-from neutrowatch.detection.engine import kept_ids, unsent_ids
+from neutrowatch.detection.engine import kept_ids, standing_count
 from neutrowatch.detection.episodes import Carry, Track, fold
 from neutrowatch.detection.figures import bound
 from neutrowatch.detection.figures import num as _num
@@ -166,5 +166,5 @@ def patient_state(state: PatientState, config: DetectionConfig,
                     "administrations": len(state.adms),
                     "summarised_before": iso(state.horizon) if state.horizon else None,
                     "late_results_ignored": state.late_ignored},
-        "alerts_emitted": len(state.emitted) - len(unsent_ids(state)),
+        "alerts_emitted": standing_count(state),
     }
