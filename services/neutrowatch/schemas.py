@@ -64,10 +64,16 @@ def encode(record: dict[str, Any]) -> bytes:
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _not_a_number(name: str) -> None:
+    """NaN and Infinity: Python's json reads them, JSON has no such numbers, and a NaN count
+    passes every minimum and maximum in the schema (and is above every limit in the engine)."""
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
 def decode(data: bytes, expected: str | None = None) -> dict[str, Any]:
     """Parse and validate a record from a topic; raises SchemaError with the field at fault."""
     try:
-        record = json.loads(data)
+        record = json.loads(data, parse_constant=_not_a_number)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SchemaError(expected or "unknown", "(record)", f"not JSON: {exc}") from exc
     if not isinstance(record, dict):

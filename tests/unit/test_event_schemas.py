@@ -48,3 +48,18 @@ def test_samples_produce_events():
 @pytest.mark.parametrize("name,event", EVENTS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(EVENTS)])
 def test_every_event_record_matches_its_schema(name, event):
     validate(event.to_record())
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+def test_a_count_of_nan_or_infinity_is_refused_as_not_json(number):
+    """Python's json reads them; a NaN count passes every minimum and maximum of the schema and is
+    above every limit in the engine (a 300 then 'recovers'), so the monitor must refuse it."""
+    from neutrowatch import schemas
+    record = {"schema": "neutrowatch.lab-result.v1", "observation_id": "obs-nan-1", "event_id": "ev-nan-1",
+              "patient_id": "p1", "patient_key": "p1", "analyte": "anc", "value": 1.0, "unit": "cells/uL",
+              "status": "F", "collected_at": "2026-01-01T08:00:00+00:00", "source": {"type": "canonical"},
+              "provenance": "direct"}
+    assert schemas.decode(json.dumps(record).encode(), "lab-result.v1")["value"] == 1.0
+    with pytest.raises(schemas.SchemaError) as refused:
+        schemas.decode(json.dumps(record).replace("1.0", number).encode(), "lab-result.v1")
+    assert refused.value.field == "(record)" and number.lstrip("-") in refused.value.message

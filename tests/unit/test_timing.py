@@ -33,10 +33,24 @@ def test_an_infusion_starting_in_the_future_is_refused_on_its_start():
     assert rejection.field == "started_at" and "administration start time" in rejection.reason
 
 
-def test_deletions_are_taken_whatever_their_date():
-    """A deletion must be able to withdraw a mis-dated result that got in before."""
-    deleted = dataclasses.replace(anc(365 * 38, 900), status="D")
-    assert dated_ahead(deleted, T0, HOUR) is None
+def test_a_deletion_dated_in_the_future_is_refused_too():
+    """Taken in, it would blind the patient for good (nothing outranks a deletion). One of a
+    result that was taken in is never so far ahead: that result was within the tolerance."""
+    deleted = dataclasses.replace(anc(365 * 38, None), status="D")
+    assert dated_ahead(deleted, T0, HOUR).field == "collected_at"
     voided = dataclasses.replace(ivig(30, 70), status="entered-in-error")
-    assert dated_ahead(voided, T0, HOUR) is None
+    assert dated_ahead(voided, T0, HOUR).field == "started_at"
+    assert dated_ahead(dataclasses.replace(anc(0, None), status="D"), T0 + timedelta(days=1), HOUR) is None
 
+
+def test_a_report_time_in_the_future_is_refused():
+    """It would outrank every later version of the result: the lab's next correction ignored."""
+    count = dataclasses.replace(anc(0, 3000), status="C", reported_at=T0 + timedelta(days=365 * 38))
+    rejection = dated_ahead(count, T0 + timedelta(hours=2), HOUR)
+    assert rejection.field == "reported_at" and "report time" in rejection.reason
+
+
+def test_a_birth_date_in_the_future_is_refused():
+    """It would grade an adult by a newborn's limits (a 1200 no longer mild)."""
+    assert dated_ahead(dataclasses.replace(anc(0, 1200), birth_date="2062-05-01"), T0, HOUR).field == "birth_date"
+    assert dated_ahead(dataclasses.replace(anc(0, 1200), birth_date=T0.date().isoformat()), T0, HOUR) is None

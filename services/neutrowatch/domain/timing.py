@@ -1,37 +1,40 @@
 """Is an event's time plausible? One dated in the future is refused, at ingest and by the monitor.
 
 A result collected "in 2062" (a mistyped year, a sender clock or time zone hours ahead) would be
-the patient's newest count, and the engine keeps a bounded history measured back from the newest
+the patient's newest row, and the engine keeps a bounded history measured back from the newest
 row: every real count would fall behind that bound and be ignored, so the patient's next 300 would
-page no one. Refused with a reason the sender can act on, it is fixed at the source instead.
-Deletions are never refused: they must be able to withdraw a result that got in before.
+page no one. A deletion dated so would do the same, and for good (nothing outranks a deletion); a
+report time in the future would outrank every later version of the result; a birth date in the
+future would grade an adult by a newborn's limits. Refused with a reason the sender can act on,
+the date is fixed at the source instead. A deletion of a result that was taken in is never refused:
+that result was at most the tolerance ahead when it came, and is less so now.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from neutrowatch.domain.events import RETRACTING_STATUSES, Event, LabResult, Rejection
+from neutrowatch.domain.events import Event, LabResult, Rejection
 
 FUTURE_TIME = "future_time"
 DEFAULT_TOLERANCE = timedelta(hours=1)  # a sender's clock a little fast; not a wrong zone or date
 
 
 def dated_ahead(event: Event, now: datetime, tolerance: timedelta) -> Rejection | None:
-    """A rejection when ``event`` says it happened more than ``tolerance`` after ``now``."""
+    """A rejection when ``event`` says something happened more than ``tolerance`` after ``now``."""
     if isinstance(event, LabResult):
-        if event.status in RETRACTING_STATUSES:
-            return None
-        at, name, what = event.collected_at, "collected_at", "specimen collection time"
+        times = [(event.collected_at, "collected_at", "specimen collection time"),
+                 (event.reported_at, "reported_at", "report time")]
     else:
-        if event.status == "entered-in-error":
-            return None
-        at, name, what = event.started_at, "started_at", "administration start time"
-    ahead = at - now
-    if ahead <= tolerance:
-        return None
-    return Rejection(FUTURE_TIME, f"the {what} {at.isoformat()} is {_span(ahead)} after it was received "
-                     f"(at most {_span(tolerance)} is allowed): check the date, and the sender's clock "
-                     f"and time zone", name)
+        times = [(event.started_at, "started_at", "administration start time")]
+    for at, name, what in times:
+        if at is not None and at - now > tolerance:
+            return Rejection(FUTURE_TIME, f"the {what} {at.isoformat()} is {_span(at - now)} after it was "
+                             f"received (at most {_span(tolerance)} is allowed): check the date, and the "
+                             f"sender's clock and time zone", name)
+    birth = getattr(event, "birth_date", None)
+    if birth is not None and birth > (now + tolerance).date().isoformat():
+        return Rejection(FUTURE_TIME, f"the birth date {birth} is after the day it was received", "birth_date")
+    return None
 
 
 def _span(delta: timedelta) -> str:

@@ -106,7 +106,8 @@ class FhirIntake:
 
 
 _UNAVAILABLE = Rejection("kafka_unavailable", "the resource could not be stored (Kafka unavailable); retry later")
-_TIME_FIELDS = {"collected_at": "Observation.effective[x]", "started_at": "MedicationAdministration.effective[x]"}
+_TIME_FIELDS = {"collected_at": "Observation.effective[x]", "started_at": "MedicationAdministration.effective[x]",
+                "reported_at": "Observation.issued", "birth_date": "Patient.birthDate"}
 
 
 def _json_object(body: bytes) -> dict:

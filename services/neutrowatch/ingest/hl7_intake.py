@@ -101,7 +101,8 @@ class Hl7Intake:
 
 
 _UNAVAILABLE = Rejection("kafka_unavailable", "the message could not be stored (Kafka unavailable); resend later")
-_TIME_FIELDS = {"collected_at": "SPM-17/OBR-7/OBX-14", "started_at": "RXA-3"}
+_TIME_FIELDS = {"collected_at": "SPM-17/OBR-7/OBX-14", "started_at": "RXA-3", "reported_at": "OBR-22",
+                "birth_date": "PID-7"}
 
 
 def _decode(raw: bytes) -> str:

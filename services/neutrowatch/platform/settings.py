@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="How far ahead of this host's clock a result's collection time or an "
         "administration's start may be. Later ones are refused (HL7 AE, FHIR 422, monitor dead letter "
         "future_time): a mistyped year would otherwise push the patient's real counts out of the "
-        "engine's history. Deletions are always taken.")
+        "engine's history. So are report times and birth dates in the future.")
 
     redis_cluster: bool = Field(
         False, description="Connect to a Redis Cluster (monitor keys are hash-tagged per patient).")
