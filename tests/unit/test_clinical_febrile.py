@@ -61,3 +61,49 @@ def test_the_patients_own_limit_decides_severe():
     config = DetectionConfig.from_mapping({"patients": {"p1": {"normal_threshold": 450}}})
     assert febrile([anc(-72, 470), anc(0, 480), temp(1, 38.5)], config) == []
     assert len(febrile([anc(-72, 470), anc(0, 300), temp(1, 38.5)], config)) == 1
+
+
+# Sustained fever: readings >= 38.0 C that cover the hour, not two readings far apart.
+
+def test_two_readings_of_38_1_two_days_apart_are_not_a_sustained_fever():
+    # Each reading alone is below 38.3; nothing was measured in the two days between them.
+    assert febrile([anc(-72, 3000), anc(0, 400), temp(1, 38.1), temp(49, 38.1)]) == []
+
+
+def test_readings_more_than_two_hours_apart_do_not_sustain_a_fever():
+    assert febrile([anc(-72, 3000), anc(0, 400), temp(1, 38.1), temp(3.5, 38.1)]) == []
+    # half an hour, three hours of silence, 54 minutes: no hour covered
+    assert febrile([anc(-72, 3000), anc(0, 400), temp(1, 38.1), temp(1.5, 38.2), temp(4.5, 38.1),
+                    temp(5.4, 38.0)]) == []
+
+
+def test_readings_every_30_or_60_minutes_over_an_hour_are_a_sustained_fever():
+    for every in (0.5, 1.0):
+        hours = [1 + k * every for k in range(int(1 / every) + 1)]  # over an hour, first to last
+        alerts = febrile([anc(-72, 3000), anc(0, 400)] + [temp(h, 38.1) for h in hours])
+        assert len(alerts) == 1, every
+        assert "sustained >= 38 C for 60 min" in alerts[0].summary
+
+
+def test_hourly_readings_charted_a_little_late_are_still_sustained():
+    alerts = febrile([anc(-72, 3000), anc(0, 400), temp(1, 38.1), temp(2.1, 38.2)])
+    assert len(alerts) == 1
+
+
+def test_a_run_broken_by_a_long_silence_is_measured_from_where_it_resumes():
+    # 38.1 at 1 h, nothing for 5 h, then 38.1 every 30 min: sustained once the new run spans an hour
+    events = [anc(-72, 3000), anc(0, 400), temp(1, 38.1), temp(6, 38.1), temp(6.5, 38.2)]
+    assert febrile(events) == []
+    alerts = febrile(events + [temp(7, 38.1)])
+    assert len(alerts) == 1
+    began, fever = alerts[0].evidence["temperatures"]
+    assert (began["collected_at"], fever["collected_at"]) == ("2024-01-01T14:00:00Z", "2024-01-01T15:00:00Z")
+
+
+def test_the_longest_silence_within_a_run_is_a_setting():
+    events = [anc(-72, 3000), anc(0, 400), temp(1, 38.1), temp(3.5, 38.1)]
+    config = DetectionConfig.from_mapping({"febrile_sustained_max_gap_minutes": 180})
+    assert len(febrile(events, config)) == 1
+    config = DetectionConfig.from_mapping({"febrile_sustained_max_gap_minutes": 45})
+    assert febrile([anc(-72, 3000), anc(0, 400), temp(1, 38.1), temp(2, 38.1)], config) == []
+

@@ -89,6 +89,13 @@ class DetectionConfig:
     febrile_single_c: float = 38.3
     febrile_sustained_c: float = 38.0
     febrile_sustained_minutes: float = 60.0
+    # Consecutive readings of a sustained run are at most this far apart; a longer silence starts
+    # a new run. The IDSA rule is a fever *sustained over* an hour, so the readings must cover the
+    # hour: two 38.1 C readings two days apart are two isolated readings, not a sustained fever.
+    # 120 min (twice the sustained window) still takes hourly (or 30-60 min) observations charted
+    # a little late, and observations every 90 min, as sustained; readings further apart than two
+    # hours leave too much unobserved between them to call the fever sustained.
+    febrile_sustained_max_gap_minutes: float = 120.0
     febrile_anc_hours: float = 24.0  # counts collected this long after a fever count for it
     febrile_anc_lookback_hours: float = 72.0  # the latest count before a fever counts if this recent
     febrile_falling_days: float = 7.0  # "falling": lower than a count at most this much earlier

@@ -1,6 +1,7 @@
 """Febrile neutropenia: a temperature >= 38.3 C once, or >= 38.0 C sustained for an hour (two
-readings >= 38.0 at least an hour apart with none below in between), while the ANC is < 500, or
-< 1000 and falling (lower than the count before it, collected at most 7 days earlier).
+readings >= 38.0 at least an hour apart with none below in between and no two consecutive
+readings more than 2 h apart), while the ANC is < 500, or < 1000 and falling (lower than the
+count before it, collected at most 7 days earlier).
 
 The ANC at a fever is the patient's latest count collected before it, if at most 72 h old (a newer
 normal count supersedes an older low one; an agranulocytosis a day and a half old with no count
@@ -19,15 +20,25 @@ from neutrowatch.detection.grades import Limits
 
 
 def fevers(temps: list[Obs], config: DetectionConfig) -> list[tuple[Obs, str, Obs | None]]:
-    """(reading, "single"|"sustained", the reading that began the sustained run)."""
+    """(reading, "single"|"sustained", the reading that began the sustained run).
+
+    A sustained run is consecutive readings >= febrile_sustained_c whose first and last are at
+    least febrile_sustained_minutes apart, no two consecutive ones more than
+    febrile_sustained_max_gap_minutes apart: two 38.1 readings two days apart say nothing about
+    the hours between them, so a longer silence starts a new run (see that setting)."""
     out = []
     run_start: Obs | None = None
+    prev_t: int | None = None
+    max_gap = config.febrile_sustained_max_gap_minutes * 60
     for r in temps:
         v = float(r.v)  # type: ignore[arg-type]
+        gap_ok = prev_t is not None and r.t - prev_t <= max_gap
+        prev_t = r.t
         if v < config.febrile_sustained_c:
             run_start = None
             continue
-        run_start = run_start or r
+        if run_start is None or not gap_ok:
+            run_start = r
         if v >= config.febrile_single_c:
             out.append((r, "single", None))
         elif r.t - run_start.t >= config.febrile_sustained_minutes * 60:
