@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from clinical_events import reading
+from clinical_events import SRC, T0, reading
 from neutrowatch.detection import DetectionConfig, run
 from neutrowatch.domain.events import LabResult
 
@@ -107,3 +107,45 @@ def test_the_longest_silence_within_a_run_is_a_setting():
     config = DetectionConfig.from_mapping({"febrile_sustained_max_gap_minutes": 45})
     assert febrile([anc(-72, 3000), anc(0, 400), temp(1, 38.1), temp(2, 38.1)], config) == []
 
+
+# Several counts collected at the same time (preliminary and final under two ids, a direct and a
+# derived count of one specimen): the observation ids that order them must not decide.
+
+def count(hours: float, value: float, oid: str, status: str = "F", provenance: str = "direct") -> LabResult:
+    return LabResult(oid, f"ev-{oid}-{status}", "p1", None, "anc", value, "cells/uL", status,
+                     T0 + timedelta(hours=hours), SRC, provenance=provenance)
+
+
+def test_a_stale_preliminary_next_to_the_final_does_not_hide_the_febrile_count():
+    # already paged for severe neutropenia; next day's final 250 has a never-finalised preliminary
+    # 2000 of another id at the same collection time; a fever 3 h later is febrile neutropenia
+    base = [anc(-48, 3000), anc(-24, 300)]
+    for stale in ("obs-z", "obs-0"):  # sorting after or before the final
+        alerts = febrile(base + [count(0, 250, "obs-a"), count(0, 2000, stale, status="P"), temp(3, 39.0)])
+        assert len(alerts) == 1, stale
+        assert alerts[0].anc_cells_per_ul == 250
+
+
+def test_of_a_direct_and_a_derived_count_of_one_specimen_the_lowest_decides():
+    events = [anc(-48, 3000), count(0, 300, "a-direct"), count(0, 2100, "z-derived", provenance="derived"),
+              temp(3, 39.0)]
+    alerts = febrile(events)
+    assert len(alerts) == 1 and alerts[0].anc_cells_per_ul == 300
+
+
+def test_a_count_at_the_same_time_is_no_fall():
+    # 900 is < 1000 but not < 500: febrile only when falling. A 2000 of the same collection time
+    # is the same moment, not an earlier count it fell from.
+    for other in ("a-other", "z-other"):
+        events = [anc(-24 * 30, 900), count(0, 2000, other), count(0, 900, "m-count"), temp(3, 38.5)]
+        assert febrile(events) == [], other
+    alerts = febrile([anc(-48, 2000), count(0, 900, "m-count"), temp(3, 38.5)])
+    assert len(alerts) == 1 and "falling from 2000/uL" in alerts[0].summary
+
+
+def test_a_fall_from_any_of_several_counts_of_the_earlier_time_counts():
+    events = [count(-48, 800, "a-prev", status="P"), count(-48, 1200, "z-prev"), anc(0, 900), temp(3, 38.5)]
+    events2 = [count(-48, 1200, "a-prev"), count(-48, 800, "z-prev", status="P"), anc(0, 900), temp(3, 38.5)]
+    for evs in (events, events2):
+        alerts = febrile(evs)
+        assert len(alerts) == 1 and "falling from 1200/uL" in alerts[0].summary

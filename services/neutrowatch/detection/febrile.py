@@ -11,7 +11,7 @@ than 72 h apart form one episode (one alert), anchored on its first qualifying f
 are settings (DetectionConfig.febrile_*)."""
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from typing import Callable
 
 from neutrowatch.detection.config import DetectionConfig
@@ -72,11 +72,17 @@ def febrile(temps: list[Obs], anc: list[Obs], times: list[int], limits_at: Calla
 def _anc_at_fever(t: int, anc: list[Obs], times: list[int], limits_at: Callable[[int], Limits],
                   config: DetectionConfig) -> tuple[Obs, Obs | None] | None:
     """The qualifying count nearest the fever and, when it qualified by falling, the count it fell
-    from; None when the patient's count at the fever does not qualify."""
+    from; None when the patient's count at the fever does not qualify.
+
+    Counts collected at the same time (a preliminary never finalised next to its final under
+    another id, a direct and a derived count of one specimen) are all the patient's count at that
+    time: each is judged, and of those that qualify the lowest is taken (the observation ids,
+    which order them, say nothing about which is right)."""
     i = bisect_right(times, t)  # anc[:i] collected at or before the fever
-    candidates = []
+    candidates: list[int] = []
     if i > 0 and t - times[i - 1] <= config.febrile_anc_lookback_hours * 3600:
-        candidates.append(i - 1)
+        latest = bisect_left(times, times[i - 1])
+        candidates += range(latest, i)  # every count collected at the latest time before the fever
     end = bisect_right(times, t + config.febrile_anc_hours * 3600)
     candidates += range(i, end)
     best = None
@@ -84,7 +90,7 @@ def _anc_at_fever(t: int, anc: list[Obs], times: list[int], limits_at: Callable[
         a = anc[k]
         lim = limits_at(a.t)
         v = float(a.v)  # type: ignore[arg-type]
-        before = _falling_from(k, anc, config)
+        before = _falling_from(k, anc, times, config)
         if not (v < lim.severe
                 or (before is not None and v < min(config.febrile_falling_below, lim.mild))):
             continue
@@ -94,11 +100,17 @@ def _anc_at_fever(t: int, anc: list[Obs], times: list[int], limits_at: Callable[
     return None if best is None else (best[1], best[2])
 
 
-def _falling_from(k: int, anc: list[Obs], config: DetectionConfig) -> Obs | None:
-    """The count before ``anc[k]``, if higher and at most ``febrile_falling_days`` earlier."""
-    if k == 0:
+def _falling_from(k: int, anc: list[Obs], times: list[int], config: DetectionConfig) -> Obs | None:
+    """The count before ``anc[k]``, if higher and at most ``febrile_falling_days`` earlier.
+
+    "Before" is collected earlier: a count collected at the same time is the same moment, not a
+    fall. When several counts share the latest earlier time, the highest of them is the one
+    ``anc[k]`` is compared with (the conservative reading: any of them higher is a fall)."""
+    a = anc[k]
+    j = bisect_left(times, a.t)  # anc[:j] collected before anc[k]
+    if j == 0 or a.t - times[j - 1] > config.febrile_falling_days * 86400:
         return None
-    prev, a = anc[k - 1], anc[k]
-    if a.t - prev.t > config.febrile_falling_days * 86400 or float(prev.v) <= float(a.v):  # type: ignore[arg-type]
+    prev = max(anc[bisect_left(times, times[j - 1]):j], key=lambda o: float(o.v))  # type: ignore[arg-type]
+    if float(prev.v) <= float(a.v):  # type: ignore[arg-type]
         return None
     return prev
