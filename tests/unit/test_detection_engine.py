@@ -229,3 +229,42 @@ def test_a_post_ivig_pattern_decided_as_the_bound_cuts_is_dated_when_it_was_deci
                 assert a.observed_at == ev.collected_at.isoformat().replace("+00:00", "Z")
                 return
     raise AssertionError("no post-IVIG pattern alert")
+
+
+def bedside(i, at, celsius, pid="p1"):
+    """A temperature from a bedside monitor feed (one a minute), with an HL7-style id."""
+    return LabResult(f"1.2.840.114350.1.13.{i:07d}-OBX-1", f"evb-{i}", pid, None, "body_temperature", celsius,
+                     "Cel", "F", at, Source("canonical"))
+
+
+def test_a_fever_from_a_reading_every_minute_is_sustained():
+    # 38.1 C every 60 s for 3 h, ANC 300: the kept temperatures must span the sustained hour (48
+    # readings, under an hour of this feed, never did, so this febrile neutropenia never paged)
+    start = T0 + timedelta(days=1, hours=1)
+    evs = [lab(0, 0, 3000), lab(1, 1, 300)]
+    evs += [bedside(k, start + timedelta(seconds=60 * k), 38.1) for k in range(180)]
+    alerts = run(evs)
+    assert kinds(alerts).count("febrile_neutropenia") == 1
+    fn = next(a for a in alerts if a.kind == "febrile_neutropenia")
+    assert "sustained >= 38 C for 60 min" in fn.summary
+    assert fn.observed_at == (start + timedelta(minutes=60)).isoformat().replace("+00:00", "Z")
+
+
+def test_a_long_fever_on_a_dense_feed_keeps_the_state_bounded():
+    # Twelve hours of 38.4 C every minute with ANC 300: one page, never withdrawn; once the kept
+    # readings no longer reach back to the fever that paged, the state must not keep a record per
+    # reading of the later fevers it did not page for (it grew by one a minute).
+    start = T0 + timedelta(days=1, hours=1)
+    state, sent = PatientState.empty(), []
+    for ev in [lab(0, 0, 3000), lab(1, 1, 300)] + [bedside(k, start + timedelta(seconds=60 * k), 38.4)
+                                                   for k in range(12 * 60)]:
+        state, alerts = step(state, ev, DetectionConfig())
+        sent += alerts
+    assert kinds(sent) == ["severe_neutropenia", "febrile_neutropenia"]
+    assert len(state.temps) == DetectionConfig().history_max_temperatures
+    assert len(state.emitted) <= 4, len(state.emitted)
+    assert len(json.dumps(state.to_dict(), separators=(",", ":"))) <= 16384
+    assert PatientState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    # a new count keeps it one page
+    state, alerts = step(state, lab(2, 1.6, 250), DetectionConfig())
+    assert "febrile_neutropenia" not in kinds(alerts) and "alert_retracted" not in kinds(alerts)

@@ -126,7 +126,13 @@ class DetectionConfig:
     cyclic_lock_tolerance: float = 0.25
     history_days: float = 400.0
     history_max_anc: int = 96
-    history_max_temperatures: int = 48
+    # Temperatures kept (within history_temperature_days). The sustained-fever rule can only see
+    # an hour of fever that the kept readings span, so the cap must hold an hour of the densest
+    # feed: 240 is an hour of readings every 15 s, four hours of a bedside feed every minute, and
+    # more than three days (the window) of observations every 20 min. Only patients with such a
+    # feed come near it (about 60 bytes of stored state a reading with long HL7 ids and ingest
+    # stamps, 14 KiB at the cap); ward observations every 4 h keep 18.
+    history_max_temperatures: int = 240
     history_temperature_days: float = 3.0
     history_max_administrations: int = 40
     cache: dict = field(default_factory=dict, compare=False, repr=False)  # derived limits, per process

@@ -139,8 +139,24 @@ def _compact(state: PatientState, config: DetectionConfig) -> PatientState:
     if not (cut or tcut or acut):
         return state
     emitted = {k: v for k, v in state.emitted.items() if horizon is None or v[1] > horizon}
+    if tcut:
+        emitted = _without_febrile_unsent(emitted, temps)
     return state.evolve(anc=anc, temps=temps, adms=adms, carry=carry, horizon=horizon,
                         ivig_prior=prior, emitted=emitted)
+
+
+def _without_febrile_unsent(emitted: dict[str, tuple], temps: tuple) -> dict[str, tuple]:
+    """``emitted`` less the febrile neutropenia alerts never sent (UNSENT) whose fever has left
+    the kept temperatures. During a long fever on a dense feed the cap drops the first kept fever
+    with every reading and the episode, seen from what is kept, begins at the next one: an alert
+    held only on the cut history, recorded UNSENT once per reading (it grew the state by a row a
+    minute). A dropped reading never comes back (arriving again it is again the oldest, cut at
+    once), so neither can an alert on it: the entry has no use left. A finding's time is that of
+    its fever or of a count after it, so one older than every kept temperature names a fever gone."""
+    first = temps[0].t if temps else None
+    return {k: v for k, v in emitted.items()
+            if not (v[0] == "febrile_neutropenia" and v[2:] == (UNSENT,)
+                    and (first is None or v[1] < first))}
 
 
 def _cut(rows: tuple, keep_from: int, max_rows: int) -> int:

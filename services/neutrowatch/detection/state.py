@@ -2,7 +2,7 @@
 
 Bound (DetectionConfig.history_*): ANC results within ``history_days`` (400) of the newest and at
 most ``history_max_anc`` (96); temperatures within ``history_temperature_days`` (3) of the newest
-ANC or temperature and at most ``history_max_temperatures`` (48); administrations within
+ANC or temperature and at most ``history_max_temperatures`` (240); administrations within
 ``history_days`` and at most ``history_max_administrations`` (40). Results dropped from the front
 are summarised in ``carry`` (the episode/grade fold state: open episodes with their start and
 nadir, current grade, whether a normal count was seen) and ``ivig_prior`` (start, mg/kg and mg of
