@@ -2,10 +2,15 @@
 
 One frozen object, built from a mapping (a YAML/JSON settings file) with ``from_mapping``.
 Every number has a default taken from docs/clinical-reference (shared/clinical-reference.md).
+``from_mapping`` validates what it reads (``DetectionConfig.validate``): a setting of the wrong
+type, out of range, in the wrong unit or out of order raises DetectionConfigError (a ValueError)
+naming the setting and what is wrong, so a bad file stops the process at start instead of
+making every event fail (a quoted "500") or silently disabling alerts (1.5 for 1500 cells/uL).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 
@@ -152,49 +157,270 @@ class DetectionConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "DetectionConfig":
-        """Build from a settings mapping; unknown keys are an error (typos must not pass silently).
+        """Build from a settings mapping; unknown keys are an error (typos must not pass silently),
+        and so is a value that is not valid (``validate``): DetectionConfigError, a ValueError.
 
         Shape: {profile: us, profiles: {name: {normal, mild, moderate, agranulocytosis,
         age_bands: [{max_age_days, normal, mild}]}}, watch_list: [{drug_class, windows_days}] or
         [name], patients: {patient_key: {baseline_anc, normal_threshold, profile}}, <any scalar
-        window above>: value}. ``detection:`` as the top-level key is accepted too."""
-        data = dict(data or {})
+        window above>: value}. ``detection:`` as the top-level key is accepted too. ANC figures
+        are in cells/uL (1500, not 1.5), temperatures in degrees Celsius."""
+        data = dict(_mapping("detection settings", data or {}))
         if set(data) == {"detection"}:
-            data = dict(data["detection"] or {})
+            data = dict(_mapping("detection", data["detection"] or {}))
         config = cls()
         kwargs: dict[str, Any] = {}
         profiles = dict(DEFAULT_PROFILES)
-        for name, spec in (data.pop("profiles", None) or {}).items():
+        for name, spec in _mapping("profiles", data.pop("profiles", None) or {}).items():
             profiles[name] = _profile(name, spec or {})
         kwargs["profiles"] = profiles
         if "watch_list" in data:
-            kwargs["watch_list"] = tuple(_watch(w) for w in data.pop("watch_list") or ())
-        kwargs["patients"] = {str(k): PatientOverride(**(v or {}))
-                              for k, v in (data.pop("patients", None) or {}).items()}
+            watch = data.pop("watch_list") or ()
+            if not isinstance(watch, (list, tuple)):
+                raise _bad("watch_list", "must be a list of drug classes")
+            kwargs["watch_list"] = tuple(_watch(f"watch_list[{i}]", w) for i, w in enumerate(watch))
+        kwargs["patients"] = {str(k): _override(f"patients.{k}", v or {})
+                              for k, v in _mapping("patients", data.pop("patients", None) or {}).items()}
         known = {f for f in cls.__dataclass_fields__} - {"cache"}
         for key, value in data.items():
             if key not in known:
                 raise ValueError(f"unknown detection setting {key!r}")
             kwargs[key] = tuple(value) if isinstance(value, list) else value
-        config = replace(config, **kwargs)
-        config.profile_for("")  # the default profile must exist
-        for key in config.patients:
-            config.profile_for(key)
-        return config
+        return replace(config, **kwargs).validate()
+
+    def validate(self) -> "DetectionConfig":
+        """This config, if every setting is valid; else DetectionConfigError (a ValueError) naming
+        the first setting that is not and why. Numbers must be numbers (a quoted "500" is text),
+        finite, and in range: ANC thresholds in cells/uL (at least 10: 1500, not the 1.5 of
+        10^9/L or K/uL), temperatures in degrees Celsius, windows positive, fractions in (0, 1],
+        counts whole. The grade limits of every profile are ordered agranulocytosis < moderate <
+        mild <= normal, severe_below lies above every profile's agranulocytosis and at most at
+        its mild limit, and per-patient overrides and age bands are checked likewise."""
+        for f in fields(self):
+            name, value = f.name, getattr(self, f.name)
+            if name in _WHOLE:
+                _whole(name, value, _WHOLE[name])
+            elif name in _ANC_SETTINGS:
+                _anc(name, value)
+            elif name in _CELSIUS:
+                _celsius(name, value)
+            elif name in _FRACTIONS:
+                if not 0 < _number(name, value) <= 1:
+                    raise _bad(name, f"must be a fraction above 0 and at most 1, not {value!r}")
+            elif name in _NOT_NEGATIVE:
+                if _number(name, value) < 0:
+                    raise _bad(name, f"must not be negative, not {value!r}")
+            elif isinstance(f.default, float):
+                if _number(name, value) <= 0:
+                    raise _bad(name, f"must be above 0, not {value!r}")
+        if self.ivig_escalation_ratio < 1:
+            raise _bad("ivig_escalation_ratio",
+                       f"must be at least 1 (a higher dose), not {self.ivig_escalation_ratio!r}")
+        early = self.ivig_early_hours
+        if not isinstance(early, (tuple, list)) or len(early) != 2:
+            raise _bad("ivig_early_hours", f"must be two numbers of hours [from, to], not {early!r}")
+        if not 0 <= _number("ivig_early_hours", early[0]) < _number("ivig_early_hours", early[1]):
+            raise _bad("ivig_early_hours",
+                       f"must be [from, to] hours with 0 <= from < to, not {list(early)!r}")
+        if self.febrile_sustained_c > self.febrile_single_c:
+            raise _bad("febrile_sustained_c", f"{self.febrile_sustained_c!r} is above febrile_single_c "
+                       f"{self.febrile_single_c!r} (a sustained fever is the lower one, e.g. 38.0 and 38.3)")
+        if self.history_temperature_days * 1440 < self.febrile_sustained_minutes:
+            raise _bad("history_temperature_days",
+                       f"{self.history_temperature_days!r} days keeps less than the febrile_sustained_minutes "
+                       f"({self.febrile_sustained_minutes!r}) a sustained fever needs")
+        if self.cyclic_min_period_days >= self.cyclic_max_period_days:
+            raise _bad("cyclic_min_period_days", f"{self.cyclic_min_period_days!r} is not below "
+                       f"cyclic_max_period_days {self.cyclic_max_period_days!r}")
+        for attr in ("profile", "ivig_drug_class"):
+            if not isinstance(getattr(self, attr), str) or not getattr(self, attr):
+                raise _bad(attr, f"must be a name, not {getattr(self, attr)!r}")
+        if not isinstance(self.profiles, Mapping):
+            raise _bad("profiles", "must be a mapping of profile names to grade limits")
+        for name, profile in self.profiles.items():
+            _check_profile(f"profiles.{name}", profile)
+            if not profile.agranulocytosis < self.severe_below <= profile.mild:
+                raise _bad("severe_below", f"{self.severe_below!r} must lie above the agranulocytosis limit "
+                           f"({profile.agranulocytosis:g}) and at most at the mild limit ({profile.mild:g}) "
+                           f"of profile {name!r}")
+        if self.profile not in self.profiles:
+            raise _bad("profile", f"unknown threshold profile {self.profile!r}")
+        if not isinstance(self.watch_list, (tuple, list)):
+            raise _bad("watch_list", "must be a list of drug classes")
+        for i, w in enumerate(self.watch_list):
+            _check_watch(f"watch_list[{i}]", w)
+        if not isinstance(self.patients, Mapping):
+            raise _bad("patients", "must be a mapping of patient keys to overrides")
+        for key, override in self.patients.items():
+            where = f"patients.{key}"
+            if override.profile is not None and override.profile not in self.profiles:
+                raise _bad(f"{where}.profile", f"unknown threshold profile {override.profile!r}")
+            profile = self.profile_for(key)
+            for attr in ("baseline_anc", "normal_threshold"):
+                value = getattr(override, attr)
+                if value is not None:
+                    _anc(f"{where}.{attr}", value)
+            lowest = override.normal_threshold
+            if lowest is None and override.baseline_anc is not None:
+                lowest = override.baseline_anc * self.baseline_fraction
+            if lowest is not None and lowest <= profile.agranulocytosis:
+                attr = "normal_threshold" if override.normal_threshold is not None else "baseline_anc"
+                raise _bad(f"{where}.{attr}",
+                           f"gives a lower limit of normal of {lowest:g} cells/uL, not above the "
+                           f"agranulocytosis limit ({profile.agranulocytosis:g}) of profile {profile.name!r}")
+        return self
+
+
+class DetectionConfigError(ValueError):
+    """An invalid detection setting; the message names the setting and what is wrong with it."""
+
+
+# Settings checked by kind (validate); every other float setting (a window, a duration) must be
+# above 0.
+_ANC_SETTINGS = frozenset({"severe_below", "rapid_decline_below", "febrile_falling_below"})
+_CELSIUS = frozenset({"febrile_single_c", "febrile_sustained_c"})
+_FRACTIONS = frozenset({"baseline_fraction", "rapid_decline_fraction", "ivig_dip_fraction",
+                        "ivig_recovered_fraction", "ivig_min_share", "ivig_shortened_ratio",
+                        "cyclic_max_fap"})
+_NOT_NEGATIVE = frozenset({"febrile_anc_hours", "febrile_anc_lookback_hours", "febrile_episode_gap_hours",
+                           "cyclic_lock_tolerance"})
+_WHOLE = {"confirmations": 1, "ivig_min_cycles": 1, "cyclic_min_points": 3, "history_max_anc": 1,
+          "history_max_temperatures": 2, "history_max_administrations": 1}  # the least allowed
+ANC_MIN, ANC_MAX = 10.0, 100000.0  # cells/uL: below, a figure in 10^9/L or K/uL; above, per litre
+CELSIUS_MIN, CELSIUS_MAX = 35.0, 42.0
+
+
+def _bad(where: str, why: str) -> DetectionConfigError:
+    return DetectionConfigError(f"detection setting {where!r}: {why}")
+
+
+def _mapping(where: str, value: Any) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise _bad(where, f"must be a mapping, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _number(where: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):
+            raise _bad(where, f"must be a number, not the text {value!r} (write it without quotes)")
+        raise _bad(where, f"must be a number, not {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise _bad(where, f"must be a finite number, not {value!r}")
+    return value
+
+
+def _whole(where: str, value: Any, least: int) -> int:
+    _number(where, value)
+    if not isinstance(value, int):
+        raise _bad(where, f"must be a whole number, not {value!r}")
+    if value < least:
+        raise _bad(where, f"must be at least {least}, not {value!r}")
+    return value
+
+
+def _anc(where: str, value: Any) -> float:
+    _number(where, value)
+    if value < ANC_MIN:
+        raise _bad(where, f"{value!r} is below {ANC_MIN:g} cells/uL: ANC thresholds are in cells/uL, "
+                   f"so 1500 not 1.5 (10^9/L or K/uL)")
+    if value > ANC_MAX:
+        raise _bad(where, f"{value!r} is above {ANC_MAX:g} cells/uL: ANC thresholds are in cells/uL "
+                   f"(1500, not 1.5e9 cells/L)")
+    return value
+
+
+def _celsius(where: str, value: Any) -> float:
+    _number(where, value)
+    if not CELSIUS_MIN <= value <= CELSIUS_MAX:
+        raise _bad(where, f"{value!r} is not a body temperature in degrees Celsius "
+                   f"({CELSIUS_MIN:g}-{CELSIUS_MAX:g}): write 38.3, not 101 (Fahrenheit)")
+    return value
+
+
+def _check_profile(where: str, p: Profile) -> None:
+    for attr in ("normal", "mild", "moderate", "agranulocytosis"):
+        _anc(f"{where}.{attr}", getattr(p, attr))
+    if not p.agranulocytosis < p.moderate < p.mild <= p.normal:
+        raise _bad(where, f"grade limits must be ordered agranulocytosis < moderate < mild <= normal, not "
+                   f"agranulocytosis {p.agranulocytosis:g}, moderate {p.moderate:g}, mild {p.mild:g}, "
+                   f"normal {p.normal:g} (cells/uL)")
+    for i, band in enumerate(p.age_bands):
+        at = f"{where}.age_bands[{i}]"
+        _whole(f"{at}.max_age_days", band.max_age_days, 1)
+        for attr in ("normal", "mild"):
+            value = getattr(band, attr)
+            if value is not None:
+                _anc(f"{at}.{attr}", value)
+                if value <= p.agranulocytosis:
+                    raise _bad(f"{at}.{attr}", f"{value:g} is not above the profile's agranulocytosis "
+                               f"limit ({p.agranulocytosis:g} cells/uL)")
+        if band.normal is not None and band.mild is not None and band.mild > band.normal:
+            raise _bad(at, f"mild ({band.mild:g}) is above normal ({band.normal:g})")
+
+
+def _check_watch(where: str, w: DrugWatch) -> None:
+    if not isinstance(w.drug_class, str) or not w.drug_class:
+        raise _bad(f"{where}.drug_class", f"must be a drug class name, not {w.drug_class!r}")
+    for j, window in enumerate(w.windows_days):
+        at = f"{where}.windows_days[{j}]"
+        if not isinstance(window, (tuple, list)) or len(window) != 2:
+            raise _bad(at, f"must be two numbers of days [from, to], not {window!r}")
+        lo, hi = (_number(at, x) for x in window)
+        if not 0 <= lo <= hi:
+            raise _bad(at, f"must be [from, to] days after the last dose with 0 <= from <= to, "
+                           f"not {list(window)!r}")
 
 
 _NO_OVERRIDE = PatientOverride()
 
 
+def _fields(where: str, spec: Any, cls: type) -> dict[str, Any]:
+    """``spec`` as keyword arguments of ``cls``; an unknown key names where it is."""
+    spec = dict(_mapping(where, spec))
+    known = set(cls.__dataclass_fields__) - {"name", "age_bands"}  # type: ignore[attr-defined]
+    for key in spec:
+        if key not in known:
+            raise _bad(f"{where}.{key}", f"unknown setting (known: {', '.join(sorted(known))})")
+    return spec
+
+
 def _profile(name: str, spec: Mapping[str, Any]) -> Profile:
-    spec = dict(spec)
-    bands = tuple(AgeBand(**b) for b in spec.pop("age_bands", None) or ())
+    spec = dict(_mapping(f"profiles.{name}", spec))
+    bands_spec = spec.pop("age_bands", None) or ()
+    if not isinstance(bands_spec, (list, tuple)):
+        raise _bad(f"profiles.{name}.age_bands", "must be a list of {max_age_days, normal, mild}")
+    bands = []
+    for i, b in enumerate(bands_spec):
+        b = _fields(f"profiles.{name}.age_bands[{i}]", b, AgeBand)
+        if "max_age_days" not in b:
+            raise _bad(f"profiles.{name}.age_bands[{i}]", "max_age_days is missing")
+        bands.append(AgeBand(**b))
     base = DEFAULT_PROFILES.get(name, Profile(name))
-    return replace(base, name=name, age_bands=bands or base.age_bands, **spec)
+    return replace(base, name=name, age_bands=tuple(bands) or base.age_bands,
+                   **_fields(f"profiles.{name}", spec, Profile))
 
 
-def _watch(spec: Any) -> DrugWatch:
+def _override(where: str, spec: Any) -> PatientOverride:
+    return PatientOverride(**_fields(where, spec, PatientOverride))
+
+
+def _watch(where: str, spec: Any) -> DrugWatch:
     if isinstance(spec, str):
         return DrugWatch(spec)
-    windows = tuple(tuple(float(x) for x in w) for w in spec.get("windows_days", ((0, 7),)))
-    return DrugWatch(str(spec["drug_class"]), windows)  # type: ignore[arg-type]
+    spec = _mapping(where, spec)
+    unknown = set(spec) - {"drug_class", "windows_days"}
+    if unknown:
+        raise _bad(f"{where}.{sorted(unknown)[0]}", "unknown setting (known: drug_class, windows_days)")
+    if "drug_class" not in spec:
+        raise _bad(where, "drug_class is missing")
+    windows = spec.get("windows_days", ((0, 7),))
+    if not isinstance(windows, (list, tuple)):
+        raise _bad(f"{where}.windows_days", f"must be a list of [from, to] days, not {windows!r}")
+    return DrugWatch(spec["drug_class"], tuple(tuple(_float(x) for x in w) if isinstance(w, (list, tuple))
+                                               else w for w in windows))  # type: ignore[misc]
+
+
+def _float(x: Any) -> Any:
+    """A number as a float (as the defaults are); anything else as it is, for validate to name."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else x
