@@ -177,3 +177,16 @@ def test_analyze_stops_at_start_with_the_message_not_a_traceback(tmp_path, capsy
     assert rc == 1
     assert err.strip() == ("neutrowatch analyze: detection setting 'severe_below': must be a number, "
                            "not the text '500' (write it without quotes)")
+
+
+@pytest.mark.parametrize("command", ["up", "monitor"])
+def test_a_bad_settings_file_stops_the_command_at_start_naming_the_setting(tmp_path, command):
+    from neutrowatch.cli import build_parser, settings_from
+    path = tmp_path / "detection.yaml"
+    path.write_text('severe_below: "500"\n')
+    with pytest.raises(SystemExit) as info:
+        settings_from(build_parser().parse_args([command, "--detection-config-file", str(path)]))
+    assert "invalid setting" in str(info.value) and "'severe_below'" in str(info.value)
+    with pytest.raises(SystemExit) as info:
+        settings_from(build_parser().parse_args([command, "--detection-config-file", str(tmp_path / "none.yaml")]))
+    assert "cannot read" in str(info.value)

@@ -142,6 +142,19 @@ class Settings(BaseSettings):
     # Observability
     log_level: str = Field("INFO", description="Log level.")
 
+    @field_validator("detection_config_file")
+    @classmethod
+    def _detection_config_loads(cls, path: Path | None) -> Path | None:
+        """A file that cannot be read, or holds a bad setting, stops the command at start with
+        the setting and the reason (not a traceback from inside a running worker)."""
+        if path is not None:
+            from neutrowatch.analyze import load_config
+            try:
+                load_config(path)
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return path
+
     @field_validator("hl7_default_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
