@@ -55,13 +55,7 @@ class PartlyDone:
 
     async def get(self, delivery_id: str) -> set:
         done = set(self._done.get(delivery_id, ()))
-        store = self._store()
-        if store is not None:
-            try:
-                done |= await store.partly_done(delivery_id)
-            except Exception as exc:  # Redis away: what this process remembers
-                log.warning("notify: partly delivered messages not read from Redis: %s", type(exc).__name__)
-        return done
+        return done | await self._in_redis(lambda s: s.partly_done(delivery_id), "read", set())
 
     async def keep(self, delivery_id: str, done: set) -> None:
         """Remember ``done`` (in memory this very set: a send that goes on after a time-out adds to it)."""
@@ -69,21 +63,22 @@ class PartlyDone:
         self._done.move_to_end(delivery_id)
         while len(self._done) > self._size:
             self._done.popitem(last=False)
-        store = self._store()
-        if store is not None:
-            try:
-                await store.keep_partly_done(delivery_id, set(done), self.ttl)
-            except Exception as exc:
-                log.warning("notify: partly delivered message not kept in Redis: %s", type(exc).__name__)
+        await self._in_redis(lambda s: s.keep_partly_done(delivery_id, set(done), self.ttl), "kept")
 
     async def forget(self, delivery_id: str) -> None:
         self._done.pop(delivery_id, None)
+        await self._in_redis(lambda s: s.forget_partly_done(delivery_id), "forgotten")  # else it expires
+
+    async def _in_redis(self, call, what: str, default=None):
+        """``call(store)``; without a store, or when Redis does not answer, ``default`` (memory alone)."""
         store = self._store()
-        if store is not None:
-            try:
-                await store.forget_partly_done(delivery_id)
-            except Exception as exc:  # it expires with the retry window
-                log.warning("notify: partly delivered message not forgotten in Redis: %s", type(exc).__name__)
+        if store is None:
+            return default
+        try:
+            return await call(store)
+        except Exception as exc:
+            log.warning("notify: partly delivered message not %s in Redis: %s", what, type(exc).__name__)
+            return default
 
 
 class EmailSender:
@@ -177,13 +172,17 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0].lower()
 
 
+def _query(url: str) -> list[tuple[str, str]]:
+    return urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True)
+
+
 def _with_param(url: str, param: str, value: str, replace: bool = False) -> str:
-    parts = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = _query(url)
     if any(k == param for k, _ in query):
         if not replace:
             return url
         query = [(k, v) for k, v in query if k != param]
+    parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode([*query, (param, value)])))
 
 
@@ -198,8 +197,7 @@ def closes_incidents(url: str) -> bool:
     URL sets its own key (every message then updates one incident, which a retraction of one
     alert must not close)."""
     param = DEDUP_PARAMS.get(_scheme(url))
-    query = urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True)
-    return param is not None and all(k != param for k, _ in query)
+    return param is not None and all(k != param for k, _ in _query(url))
 
 
 def apprise_type(message: Message):
