@@ -57,6 +57,16 @@ def reference_alerts(records: list[dict], config: DetectionConfig | None = None)
     return alerts
 
 
+def anc_record(patient: str, observation: str, version: str, collected: str, value: float,
+               status: str = "F") -> dict:
+    """A canonical ANC record of patient TESTMPI|``patient`` (``version`` names the event)."""
+    return {"schema": "neutrowatch.lab-result.v1", "observation_id": f"{patient}-{observation}",
+            "event_id": f"{patient}-{observation}-{version}", "patient_id": patient,
+            "assigning_authority": "TESTMPI", "patient_key": f"TESTMPI|{patient}", "analyte": "anc",
+            "value": value, "unit": "cells/uL", "status": status, "collected_at": collected,
+            "source": {"type": "canonical"}, "provenance": "direct"}
+
+
 def produce(bootstrap: str, records: list[dict], rate: float | None = None, stamp: bool = True) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
     try:

@@ -15,7 +15,7 @@ import pytest
 from hl7.client import MLLPClient
 
 from kafka_reader import read_records
-from monitor_helpers import (fresh, lab_only_records, new_tag, produce, reference_alerts, wait_for)
+from monitor_helpers import (anc_record, fresh, lab_only_records, new_tag, produce, reference_alerts, wait_for)
 from neutrowatch.platform.embedded import EmbeddedKafka, EmbeddedRedis, free_port
 from processes import Service, http_json, start_up
 from tcp_proxy import TcpProxy
@@ -129,14 +129,9 @@ def test_a_count_dated_in_the_future_is_dead_lettered_and_does_not_blind_the_pat
     patient = new_tag()
     key = f"TESTMPI|{patient}"
 
-    def lab(n: int, collected: str, value: float) -> dict:
-        return {"schema": "neutrowatch.lab-result.v1", "observation_id": f"{patient}-{n}",
-                "event_id": f"{patient}-{n}-F", "patient_id": patient, "assigning_authority": "TESTMPI",
-                "patient_key": key, "analyte": "anc", "value": value, "unit": "cells/uL", "status": "F",
-                "collected_at": collected, "source": {"type": "canonical"}, "provenance": "direct"}
-
-    produce(kafka_bootstrap, [lab(1, "2026-01-05T08:00:00+00:00", 3000), lab(2, "2062-01-06T08:00:00+00:00", 2900),
-                              lab(3, "2026-01-07T08:00:00+00:00", 300)])
+    produce(kafka_bootstrap, [anc_record(patient, "1", "F", "2026-01-05T08:00:00+00:00", 3000),
+                              anc_record(patient, "2", "F", "2062-01-06T08:00:00+00:00", 2900),
+                              anc_record(patient, "3", "F", "2026-01-07T08:00:00+00:00", 300)])
     severe = wait_for(lambda: patient_alerts(http_port, key, "&kind=severe_neutropenia"), 20)
     assert len(severe) == 1 and severe[0]["anc_cells_per_ul"] == 300
     dead = read_records(kafka_bootstrap, "neutrowatch.dead-letter.v1",

@@ -9,7 +9,7 @@ import pytest
 from hl7.client import MLLPClient
 
 from kafka_reader import read_records
-from monitor_helpers import fresh, new_tag, produce
+from monitor_helpers import anc_record, fresh, new_tag, produce
 from notify_helpers import WEBHOOK_SECRET, Mailbox, Webhook, wait_until
 from processes import start_up
 
@@ -93,11 +93,7 @@ def test_a_severe_count_corrected_away_and_back_pages_again(pipeline, kafka_boot
     key = f"TESTMPI|{patient}"
 
     def version(n: int, status: str, value: float) -> dict:
-        return {"schema": "neutrowatch.lab-result.v1", "observation_id": f"{patient}-a",
-                "event_id": f"{patient}-a-{n}", "patient_id": patient, "assigning_authority": "TESTMPI",
-                "patient_key": key, "analyte": "anc", "value": value, "unit": "cells/uL", "status": status,
-                "collected_at": "2026-03-07T08:00:00+00:00", "source": {"type": "canonical"},
-                "provenance": "direct"}
+        return anc_record(patient, "a", str(n), "2026-03-07T08:00:00+00:00", value, status)
 
     produce(kafka_bootstrap, [version(1, "F", 300), version(2, "C", 3000), version(3, "C", 300)])
     on_topic = read_records(kafka_bootstrap, "neutrowatch.alerts.v1", lambda r: r["patient_key"] == key,
