@@ -82,13 +82,13 @@ class NotifyService:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for closer in (self.consumer and self.consumer.stop, self.producer and self.producer.stop,
-                       self._session and self._session.close, self.redis and self.redis.aclose):
-            if closer:
-                try:
-                    await asyncio.wait_for(closer(), 5)
-                except Exception:  # stopping: nothing left to do about it
-                    log.warning("notify: error while stopping", exc_info=True)
+        closers = [c for c in (self.consumer and self.consumer.stop, self.producer and self.producer.stop,
+                               self._session and self._session.close, self.redis and self.redis.aclose) if c]
+        # side by side: a broker slow to take the group leave does not add its wait to the others'
+        results = await asyncio.gather(*(asyncio.wait_for(c(), 5) for c in closers), return_exceptions=True)
+        for closer, result in zip(closers, results):
+            if isinstance(result, Exception):  # stopping: nothing left to do about it
+                log.warning("notify: %s while stopping (%s)", type(result).__name__, closer.__qualname__)
 
     async def _forever(self, step) -> None:
         """Run a loop step again after any failure (Redis or Kafka away), with back-off."""
