@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from neutrowatch.detection import DetectionConfig, PatientState, step  # noqa: E402
+from neutrowatch.detection import DetectionConfig, PatientState, codec, step  # noqa: E402
 from neutrowatch.domain.events import (Coding, Dose, LabResult, MedicationAdministration,  # noqa: E402
                                        Source, event_from_record)
 
@@ -49,7 +49,7 @@ def run(events, config, roundtrip=False, twice=False):
         for _ in range(2 if twice else 1):
             st = states.get(ev.patient_key) or PatientState.empty()
             if roundtrip:
-                st = PatientState.from_dict(json.loads(dump(st.to_dict())))
+                st = codec.load(json.loads(dump(codec.dump(st))))
             try:
                 st, alerts = step(st, ev, config)
             except Exception as exc:  # the monitor skips such an event: record that it failed
@@ -63,7 +63,7 @@ def run(events, config, roundtrip=False, twice=False):
 def digest(states) -> str:
     h = hashlib.sha256()
     for k in sorted(states):
-        h.update(dump(states[k].to_dict()).encode())
+        h.update(dump(codec.dump(states[k])).encode())
     return h.hexdigest()[:16]
 
 
@@ -192,10 +192,10 @@ def batched(events, config, seed):
             by.setdefault(ev.patient_key, []).append(Decoded(ev, None))
         for pk, evs in by.items():
             doc = docs.get(pk)
-            st = PatientState.from_dict(json.loads(dump(doc))) if doc else PatientState.empty()
+            st = codec.load(json.loads(dump(doc))) if doc else PatientState.empty()
             commit, _ = proc._step_patient(Loaded(pk, st), evs)
             if commit is not None:
-                docs[pk] = commit.state.to_dict()
+                docs[pk] = codec.dump(commit.state)
                 out += commit.alerts
     return out
 
@@ -222,7 +222,7 @@ class FakeStore:
         out = {}
         for pk in dict.fromkeys(keys):
             ver, doc, meta = self.docs.get(pk, (0, None, None))
-            out[pk] = Loaded(pk, PatientState.from_dict(json.loads(doc)) if doc else PatientState.empty(),
+            out[pk] = Loaded(pk, codec.load(json.loads(doc)) if doc else PatientState.empty(),
                              ver, json.loads(meta) if meta else {})
         return out
 
@@ -239,7 +239,7 @@ class FakeStore:
             if ver != c.loaded.version:
                 out.append(_Version(-1))
                 continue
-            self.docs[pk] = (ver + 1, dump(c.state.to_dict()), dump(c.meta))
+            self.docs[pk] = (ver + 1, dump(codec.dump(c.state)), dump(c.meta))
             out.append(_Version(ver + 1))
         return out
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.scenario_builder
 
-from neutrowatch.detection import DetectionConfig, PatientState, step  # noqa: E402
+from neutrowatch.detection import DetectionConfig, PatientState, codec, step  # noqa: E402
 from neutrowatch.domain.events import LabResult, Source  # noqa: E402
 from tests import scenario_builder  # noqa: E402
 
@@ -48,7 +48,7 @@ def measure(name, events, config, repeat=20):
             t = time.perf_counter()
             state, _ = step(state, ev, config)
             times.append(time.perf_counter() - t)
-    size = len(json.dumps(state.to_dict(), separators=(",", ":")))
+    size = len(json.dumps(codec.dump(state), separators=(",", ":")))
     times.sort()
     med = statistics.median(times) * 1e6
     p99 = times[int(len(times) * 0.99)] * 1e6

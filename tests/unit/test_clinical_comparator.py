@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from neutrowatch.detection import PatientState, run, step
+from neutrowatch.detection import PatientState, codec, run, step
 from neutrowatch.domain.events import LabResult
 from neutrowatch.parsing.fhir import parse_fhir
 from neutrowatch.parsing.hl7v2 import parse_hl7
@@ -100,12 +100,12 @@ def test_above_a_figure_is_graded_above_it():
 
 def test_the_stored_state_keeps_its_shape_and_round_trips_exactly():
     state, _ = step(PatientState.empty(), hl7_anc("<0.1"))
-    stored = json.loads(json.dumps(state.to_dict()))
-    again = PatientState.from_dict(stored)
+    stored = json.loads(json.dumps(codec.dump(state)))
+    again = codec.load(stored)
     assert again.anc == state.anc and again.anc[0].v < 100
     assert [type(v) for v in stored["a"]["v"]] == [float]
     plain, _ = step(PatientState.empty(), hl7_anc("0.1"))
-    assert plain.to_dict()["a"].keys() == state.to_dict()["a"].keys()
+    assert codec.dump(plain)["a"].keys() == codec.dump(state)["a"].keys()
 
 
 def test_a_correction_from_a_bound_to_a_count_is_a_new_version():

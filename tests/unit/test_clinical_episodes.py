@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import clinical_events
 from clinical_events import SRC, T0
-from neutrowatch.detection import DetectionConfig, PatientState, step
+from neutrowatch.detection import DetectionConfig, PatientState, codec, step
 from neutrowatch.domain.events import Coding, LabResult, MedicationAdministration
 
 CONFIG = DetectionConfig()
@@ -32,7 +32,7 @@ def run(events, config: DetectionConfig = CONFIG, roundtrip: bool = False):
     state, sent = PatientState.empty(), []
     for ev in events:
         if roundtrip:  # as the monitor keeps it: JSON between events
-            state = PatientState.from_dict(json.loads(json.dumps(state.to_dict())))
+            state = codec.load(json.loads(json.dumps(codec.dump(state))))
         state, alerts = step(state, ev, config)
         sent += alerts
     return sent, state
@@ -158,21 +158,21 @@ def test_a_patient_mid_episode_keeps_its_state_through_json_and_the_history_boun
     for config in (CONFIG, bounded):
         through_json, state = run(events, config, roundtrip=True)
         assert [a.to_record() for a in through_json] == [a.to_record() for a in in_memory]
-        assert PatientState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+        assert codec.load(json.loads(json.dumps(codec.dump(state)))) == state
     assert [(a.kind, a.observed_at) for a in in_memory] == [
         ("severe_neutropenia", at(0)), ("severe_neutropenia", at(200))]
 
     # mid-episode (300, then the 2500), the bound has put the episode in the carry
     _, mid = run(events[:2], bounded, roundtrip=True)
     assert mid.carry and [o.v for o in mid.anc] == [2500]
-    _, alerts = step(PatientState.from_dict(json.loads(json.dumps(mid.to_dict()))), events[2], bounded)
+    _, alerts = step(codec.load(json.loads(json.dumps(codec.dump(mid)))), events[2], bounded)
     assert [(a.kind, a.severity, a.observed_at) for a in alerts] == [
         ("severe_neutropenia", "critical", at(200))]
 
     # a state stored before the episodes recorded their last low count (5 items per episode) still
     # loads, and the new episode still alerts
-    old = json.loads(json.dumps(mid.to_dict()))
+    old = json.loads(json.dumps(codec.dump(mid)))
     old["c"] = old["c"][:4] + [track[:5] for track in old["c"][4:]]
-    _, alerts = step(PatientState.from_dict(old), events[2], bounded)
+    _, alerts = step(codec.load(old), events[2], bounded)
     assert [(a.kind, a.observed_at) for a in alerts] == [("severe_neutropenia", at(200))]
     no_false_chronic_claim(alerts)

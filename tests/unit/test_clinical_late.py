@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from neutrowatch.detection import PatientState, step
+from neutrowatch.detection import PatientState, codec, step
 from neutrowatch.domain.events import LabResult, Source
 
 T0 = datetime(2024, 1, 1, 8, tzinfo=timezone.utc)
@@ -77,7 +77,7 @@ def test_a_late_count_that_dates_the_same_transition_earlier_sends_nothing():
     assert out[4] == []  # no "no longer holds (late result)", no second normal -> moderate
     assert sent(out) == [("grade_change", "normal", "moderate")]
     # the alert sent stands, under the id the history now gives it (as any arrival order would)
-    assert [v[0] for v in state.emitted.values()].count("grade_change") == 1
+    assert [e.kind for e in state.ledger.entries.values()].count("grade_change") == 1
 
 
 def test_a_late_count_that_dates_an_improvement_later_sends_nothing():
@@ -123,22 +123,22 @@ def test_the_grade_change_is_back_under_its_own_id_when_the_late_count_goes():
     state, out = stream(NORMAL_TO_MODERATE + [anc("late", 3, 900), anc("late", 3, None, "D")])
     first = out[2][0]
     assert out[4:] == [[], []]
-    assert state.emitted[first.alert_id][0] == "grade_change"
+    assert state.ledger.entries[first.alert_id].kind == "grade_change"
 
 
 def test_arrival_order_does_not_change_the_alerts_that_stand():
     in_order = NORMAL_TO_MODERATE[:2] + [anc("late", 3, 900)] + NORMAL_TO_MODERATE[2:]
     a, _ = stream(in_order)
     b, _ = stream(NORMAL_TO_MODERATE + [anc("late", 3, 900)])
-    assert {k: v[:2] for k, v in a.emitted.items()} == {k: v[:2] for k, v in b.emitted.items()}  # kind, time
+    assert {k: (e.kind, e.t) for k, e in a.ledger.entries.items()} == {k: (e.kind, e.t) for k, e in b.ledger.entries.items()}
 
 
 def test_a_state_stored_before_grade_changes_kept_their_grades_still_loads():
     # such a state does not know which transition it announced: it withdraws and sends as before
     state, _ = stream(NORMAL_TO_MODERATE)
-    d = json.loads(json.dumps(state.to_dict()))
+    d = json.loads(json.dumps(codec.dump(state)))
     d["e"] = [e[:3] for e in d["e"]]  # [id, kind, t]: the entries as older versions stored them
-    old = PatientState.from_dict(d)
+    old = codec.load(d)
     again, alerts = step(old, anc("late", 3, 900))
     assert [a.kind for a in alerts] == ["alert_retracted", "grade_change"]
-    assert PatientState.from_dict(json.loads(json.dumps(again.to_dict()))) == again
+    assert codec.load(json.loads(json.dumps(codec.dump(again)))) == again

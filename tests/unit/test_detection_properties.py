@@ -7,8 +7,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neutrowatch.detection import DetectionConfig, PatientState, step
-from neutrowatch.detection.engine import recorded
+from neutrowatch.detection import DetectionConfig, PatientState, codec, step
 from neutrowatch.detection.alerts import alert_id
 from neutrowatch.domain.events import Coding, Dose, LabResult, MedicationAdministration, Source
 
@@ -77,7 +76,7 @@ def within_bounds(state):
     temperatures (days, not months): whether one fired depends on whether its fever was still kept
     when the matching count arrived, and once fired it is never withdrawn for ageing out."""
     kept = {alert_id(state.patient_key, "febrile_neutropenia", r.oid) for r in state.temps}
-    return {k: v[0] for k, v in recorded(state).items() if v[0] != "febrile_neutropenia" or k in kept}
+    return {k: e.kind for k, e in state.ledger.recorded().items() if e.kind != "febrile_neutropenia" or k in kept}
 
 
 @settings(max_examples=60, deadline=None)
@@ -86,7 +85,7 @@ def test_a_duplicate_changes_nothing_and_emits_nothing(events, data):
     state, _ = final(events)
     dup = data.draw(st.sampled_from(events))
     again, alerts = step(state, dup, CONFIG)
-    assert alerts == [] and again.to_dict() == state.to_dict()
+    assert alerts == [] and codec.dump(again) == codec.dump(state)
 
 
 @settings(max_examples=60, deadline=None)
@@ -108,8 +107,8 @@ def test_every_alert_cites_supporting_observations(events):
 @given(histories())
 def test_state_round_trips_through_json(events):
     state, _ = final(events)
-    d = json.loads(json.dumps(state.to_dict()))
-    assert PatientState.from_dict(d) == state
+    d = json.loads(json.dumps(codec.dump(state)))
+    assert codec.load(d) == state
 
 
 @settings(max_examples=10, deadline=None)
@@ -119,7 +118,7 @@ def test_state_stays_bounded(values):
     for i, v in enumerate(values):
         state, _ = step(state, lab(i, 24 * 3 * i, v), CONFIG)
     assert len(state.anc) <= CONFIG.history_max_anc
-    assert len(json.dumps(state.to_dict(), separators=(",", ":"))) < 8192
+    assert len(json.dumps(codec.dump(state), separators=(",", ":"))) < 8192
     # results older than the summarised horizon are ignored, not re-alerted
     again, alerts = step(state, lab(0, 0, values[0]), CONFIG)
     assert alerts == []

@@ -108,7 +108,6 @@ def test_retraction_references_the_retracted_alert(capsys):
 
 def test_late_and_duplicated_ends_like_the_ordered_stream():
     from neutrowatch.detection import DetectionConfig, PatientState, step
-    from neutrowatch.detection.engine import recorded
     events = scenario_builder.late_and_duplicated().events
 
     def final(evs):
@@ -117,7 +116,7 @@ def test_late_and_duplicated_ends_like_the_ordered_stream():
             state, _ = step(state, ev, DetectionConfig())
         # the alerts on record (id -> kind, time); how one came to stand (sent under another id
         # and moved by the late result) and the withdrawn ones differ by arrival order
-        return {aid: entry[:2] for aid, entry in recorded(state).items()}
+        return {aid: (e.kind, e.t) for aid, e in state.ledger.recorded().items()}
 
     ordered = sorted(set(events), key=lambda e: (e.collected_at, e.status))
     assert final(events) == final(ordered)

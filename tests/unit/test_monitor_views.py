@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 
 from neutrowatch.detection import DetectionConfig, PatientState, step
-from neutrowatch.detection.engine import UNSENT, kept_ids
+from neutrowatch.detection.engine import kept_ids
+from neutrowatch.detection.ledger import UNSENT
 from neutrowatch.monitor.views import patient_state
 from tests import scenario_builder
 from tests.unit.test_detection_engine import long_history
@@ -39,12 +40,12 @@ def test_a_pattern_whose_infusions_left_the_history_is_still_listed_as_it_was_se
 def test_alerts_emitted_counts_only_alerts_that_were_sent_and_stand():
     checked = 0
     for state, sent in streamed(long_history(seed=3)):
-        if not any(e[2:] == (UNSENT,) for e in state.emitted.values()):
+        if not state.ledger.with_status(UNSENT):
             continue
         # the bound produced artefacts, which were never sent: not counted
         withdrawn = {a["evidence"]["retracted_alert_id"] for a in sent.values() if a["kind"] == "alert_retracted"}
         standing = {aid for aid, a in sent.items() if a["kind"] != "alert_retracted"} - withdrawn
         view = patient_state(state, DetectionConfig(), sent)
-        assert view["alerts_emitted"] == len(standing & state.emitted.keys()) < len(state.emitted)
+        assert view["alerts_emitted"] == len(standing & state.ledger.entries.keys()) < len(state.ledger)
         checked += 1
     assert checked > 5

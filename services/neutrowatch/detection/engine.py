@@ -26,6 +26,7 @@ from neutrowatch.detection.findings import Finding, Obs
 from neutrowatch.detection.grades import Limits, limits_for
 from neutrowatch.detection.history import (DAY, Change, adm_row, cause_of, lab_obs, merge_adm,
                                            merge_obs, relevant_drug)
+from neutrowatch.detection.ledger import KEPT, SENT, UNSENT, Entry, Ledger
 from neutrowatch.detection.state import PatientState
 from neutrowatch.domain.events import Event, LabResult, MedicationAdministration
 
@@ -123,7 +124,7 @@ def _compact(state: PatientState, config: DetectionConfig) -> PatientState:
         live = [o for o in dropped if o.v is not None]
         if live:
             limits_at = _limits_fn(state, config)
-            carry = fold(live, limits_at, Carry.from_list(carry), config, emit=False).carry.to_list()
+            carry = fold(live, limits_at, carry or Carry(), config, emit=False).carry
         horizon = max(horizon or 0, dropped[-1].t)
         anc = anc[cut:]
     newest_lab = max([x[-1].t for x in (anc, temps) if x], default=0)
@@ -138,15 +139,15 @@ def _compact(state: PatientState, config: DetectionConfig) -> PatientState:
         adms = adms[acut:]
     if not (cut or tcut or acut):
         return state
-    emitted = {k: v for k, v in state.emitted.items() if horizon is None or v[1] > horizon}
+    ledger = state.ledger.after(horizon)
     if tcut:
-        emitted = _without_febrile_unsent(emitted, temps)
+        ledger = _without_febrile_unsent(ledger, temps)
     return state.evolve(anc=anc, temps=temps, adms=adms, carry=carry, horizon=horizon,
-                        ivig_prior=prior, emitted=emitted)
+                        ivig_prior=prior, ledger=ledger)
 
 
-def _without_febrile_unsent(emitted: dict[str, tuple], temps: tuple) -> dict[str, tuple]:
-    """``emitted`` less the febrile neutropenia alerts never sent (UNSENT) whose fever has left
+def _without_febrile_unsent(ledger: Ledger, temps: tuple) -> Ledger:
+    """``ledger`` less the febrile neutropenia alerts never sent (UNSENT) whose fever has left
     the kept temperatures. During a long fever on a dense feed the cap drops the first kept fever
     with every reading and the episode, seen from what is kept, begins at the next one: an alert
     held only on the cut history, recorded UNSENT once per reading (it grew the state by a row a
@@ -154,9 +155,9 @@ def _without_febrile_unsent(emitted: dict[str, tuple], temps: tuple) -> dict[str
     once), so neither can an alert on it: the entry has no use left. A finding's time is that of
     its fever or of a count after it, so one older than every kept temperature names a fever gone."""
     first = temps[0].t if temps else None
-    return {k: v for k, v in emitted.items()
-            if not (v[0] == "febrile_neutropenia" and v[2:] == (UNSENT,)
-                    and (first is None or v[1] < first))}
+    return Ledger({k: e for k, e in ledger.entries.items()
+                   if not (e.kind == "febrile_neutropenia" and e.status == UNSENT
+                           and (first is None or e.t < first))})
 
 
 def _cut(rows: tuple, keep_from: int, max_rows: int) -> int:
@@ -221,7 +222,7 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
         findings = res.findings
         recoveries = [findings[j] for j in checkpoint.recoveries]
     else:  # a short history: folding it again is cheaper than keeping a checkpoint alive
-        res = fold(live, limits_at, Carry.from_list(state.carry), config)
+        res = fold(live, limits_at, state.carry or Carry(), config)
         memo = None
         findings = res.findings
         recoveries = [f for f in findings if f.kind == "recovery"]
@@ -268,7 +269,7 @@ def active_alerts(state: PatientState, config: DetectionConfig | None = None) ->
     config = config or DEFAULT_CONFIG
     findings, state = evaluate(state, config)
     live = [o for o in state.anc if o.v is not None]
-    unsent = {aid for aid, e in state.emitted.items() if e[2:] == (UNSENT,)}
+    unsent = state.ledger.with_status(UNSENT)
     return [render(f, state.patient_key, state.patient_id, state.assigning_authority, live,
                    list(state.adms), config) for f in findings
             if not unsent or alert_id(state.patient_key, f.kind, f.anchor) not in unsent]
@@ -276,29 +277,11 @@ def active_alerts(state: PatientState, config: DetectionConfig | None = None) ->
 
 def kept_ids(state: PatientState) -> set[str]:
     """Alerts sent whose evidence has left the history: they still stand, but cannot be rendered."""
-    return {aid for aid, e in state.emitted.items() if e[2:] == (KEPT,)}
-
-
-def recorded(state: PatientState) -> dict[str, tuple]:
-    """The emitted entries less those of alerts withdrawn (which differ with the arrival order)."""
-    return {aid: e for aid, e in state.emitted.items() if e[2:3] != (WITHDRAWN,)}
-
-
-def standing_count(state: PatientState) -> int:
-    """Alerts sent that still stand (neither withdrawn, nor kept from being sent by the bound)."""
-    return sum(1 for e in recorded(state).values() if e[2:] != (UNSENT,))
+    return state.ledger.with_status(KEPT)
 
 
 # ---------------------------------------------------------------------------- diff
 
-# third element of an emitted entry settled by the bound: (kind, t, KEPT) was sent and its evidence
-# has left the history; (kind, t, UNSENT) held only on the cut history and was never sent;
-# (kind, t, AS, sent_id): holds in place of the alert sent as sent_id (see _moved_earlier).
-# A grade change also records the transition it announced, last: (grade_change, t, GRADES, from,
-# to) and (grade_change, t, AS, sent_id, from, to); states stored before it have (grade_change, t).
-# (kind, t, WITHDRAWN, sent_id): sent as sent_id, then withdrawn; should it hold again, it is sent
-# again as news under again_id(sent_id) (a corrected 300 corrected back: a second page, not silence).
-KEPT, UNSENT, AS, GRADES, WITHDRAWN = "kept", "unsent", "as", "grades", "withdrawn"
 # alerts about an episode as a whole: a late result moving its start earlier does not make it new
 EPISODE_ALERTS = ("severe_neutropenia", "agranulocytosis", "chronic_neutropenia")
 
@@ -323,9 +306,9 @@ def _settle(state: PatientState, current: dict[str, Finding], merged: PatientSta
     the cut. Both are settled, kept on record and never withdrawn: the first as KEPT, the second
     as UNSENT (never sent). A pattern that holds on both but was decided later on the history
     before the cut is sent as decided there."""
-    emitted = state.emitted
-    lost = [aid for aid, e in emitted.items() if aid not in current and _standing(e)]
-    fresh = [aid for aid in current if _unsent(emitted, aid)]
+    ledger = state.ledger
+    lost = [aid for aid in ledger.standing() if aid not in current]
+    fresh = [aid for aid in current if ledger.news(aid)]
     if not lost and not fresh:
         return state, current
     uncut, _ = evaluate(_with_search_of(state, merged, config), config)
@@ -337,9 +320,9 @@ def _settle(state: PatientState, current: dict[str, Finding], merged: PatientSta
             # decided now on the history before the cut, which only made it look older (a course
             # that weighed against the pattern lost its counts); its finding carries its evidence
             current[aid] = f
-    settled = {aid: (*emitted[aid][:2], KEPT) for aid in lost if aid in held}
-    settled.update((aid, (current[aid].kind, current[aid].t, UNSENT)) for aid in fresh if aid not in held)
-    return (state.evolve(emitted={**emitted, **settled}) if settled else state), current
+    settled = {aid: ledger.entries[aid].settled(KEPT) for aid in lost if aid in held}
+    settled.update((aid, Entry(current[aid].kind, current[aid].t, UNSENT)) for aid in fresh if aid not in held)
+    return (state.evolve(ledger=ledger.updated(settled)) if settled else state), current
 
 
 def _with_search_of(state: PatientState, merged: PatientState, config: DetectionConfig) -> PatientState:
@@ -356,71 +339,48 @@ def _with_search_of(state: PatientState, merged: PatientState, config: Detection
 def _diff(state: PatientState, current: dict[str, Finding], change: Change, event: Event,
           config: DetectionConfig) -> tuple[PatientState, list[Alert]]:
     key = state.patient_key
-    emitted = state.emitted
-    gone = [aid for aid, e in emitted.items() if aid not in current and _standing(e)]
-    new = [(aid, f) for aid, f in current.items() if _unsent(emitted, aid)]
+    ledger = state.ledger
+    gone = [aid for aid in ledger.standing() if aid not in current]
+    new = [(aid, f) for aid, f in current.items() if ledger.news(aid)]
     if not gone and not new:
         return state, []
-    emitted = dict(emitted)
+    entries = dict(ledger.entries)
     if gone and new:
-        gone, new = _moved_earlier(gone, new, emitted, change)
+        gone, new = _moved_earlier(gone, new, entries, change)
     out: list[Alert] = []
-    for aid in sorted(gone, key=lambda i: (emitted[i][1], i)):
-        entry = emitted.pop(aid)
-        kind, t = entry[:2]
+    for aid in sorted(gone, key=lambda i: (entries[i].t, i)):
+        entry = entries.pop(aid)  # re-inserted below, withdrawn: last in the ledger's order
         cause = change.cause if change.cause != "new_result" else (
-            "late_result" if change.t <= t else "re-evaluation")
-        if kind == "cyclic_neutropenia_suspected" and cause in ("re-evaluation", "administration"):
+            "late_result" if change.t <= entry.t else "re-evaluation")
+        if entry.kind == "cyclic_neutropenia_suspected" and cause in ("re-evaluation", "administration"):
             # a periodicity once found stays found: only the IVIG rules set it aside
             cause = "explained_by_ivig"
-        sent = entry[3] if entry[2:3] == (AS,) else aid
-        out.append(retraction(sent, kind, t, cause, event.event_id, key, state.patient_id,
-                              state.assigning_authority))
-        emitted[aid] = (kind, t, WITHDRAWN, sent)
+        entries[aid] = entry.withdrawn(aid)
+        out.append(retraction(entries[aid].sent_as, entry.kind, entry.t, cause, event.event_id, key,
+                              state.patient_id, state.assigning_authority))
     if new:
         live = [o for o in state.anc if o.v is not None]
         adms = list(state.adms)
         for aid, f in sorted(new, key=lambda kv: (kv[1].t, kv[1].kind, kv[0])):
             alert = render(f, key, state.patient_id, state.assigning_authority, live, adms, config)
-            before = emitted.get(aid)
-            if before is not None and before[2:3] == (WITHDRAWN,):
-                alert = replace(alert, alert_id=again_id(before[3]))
-                emitted[aid] = _entry(f, sent_as=alert.alert_id)
+            before = entries.get(aid)
+            if before is not None and before.is_news:
+                alert = replace(alert, alert_id=again_id(before.sent_as))
+                entries[aid] = _sent(f, sent_as=alert.alert_id)
             else:
-                emitted[aid] = _entry(f)
+                entries[aid] = _sent(f)
             out.append(alert)
-    return state.evolve(emitted=emitted), out
+    return state.evolve(ledger=Ledger(entries)), out
 
 
-def _unsent(emitted: dict[str, tuple], aid: str) -> bool:
-    """Not sent, or sent and withdrawn since: holding, it is news."""
-    entry = emitted.get(aid)
-    return entry is None or entry[2:3] == (WITHDRAWN,)
-
-
-def _entry(f: Finding, sent_as: str | None = None) -> tuple:
-    """The emitted entry of an alert sent (as ``sent_as`` when that is not its own id); a grade
+def _sent(f: Finding, sent_as: str | None = None) -> Entry:
+    """The ledger entry of an alert sent (as ``sent_as`` when that is not its own id); a grade
     change with the transition it announced."""
-    grades = (f.ctx["from"], f.ctx["to"]) if f.kind == "grade_change" else ()
-    if sent_as is not None:
-        return (f.kind, f.t, AS, sent_as, *grades)
-    return (f.kind, f.t, GRADES, *grades) if grades else (f.kind, f.t)
+    grades = (f.ctx["from"], f.ctx["to"]) if f.kind == "grade_change" else None
+    return Entry(f.kind, f.t, SENT, sent_as, grades)
 
 
-def _grades(entry: tuple) -> tuple | None:
-    """(from, to) of a grade change as it was sent; None for another alert, or for a grade change
-    recorded before the transition was (such a one is withdrawn and sent again, as it was then)."""
-    if entry[2:3] == (GRADES,) or (entry[2:3] == (AS,) and len(entry) == 6):
-        return entry[-2:]
-    return None
-
-
-def _standing(entry: tuple) -> bool:
-    """An emitted entry whose alert was sent and can still be withdrawn."""
-    return len(entry) == 2 or entry[2] in (AS, GRADES)
-
-
-def _moved_earlier(gone: list[str], new: list[tuple[str, Finding]], emitted: dict[str, tuple],
+def _moved_earlier(gone: list[str], new: list[tuple[str, Finding]], entries: dict[str, Entry],
                    change: Change) -> tuple[list[str], list[tuple[str, Finding]]]:
     """A late result collected before an episode's paging count (a severe 400 from the day before
     the 300 that paged) moves the episode's start, and so its alert id, earlier: the episode is
@@ -434,18 +394,17 @@ def _moved_earlier(gone: list[str], new: list[tuple[str, Finding]], emitted: dic
     of the same grades. A late result that changes the grades (mild -> moderate becomes mild ->
     severe) is news: the alert sent is withdrawn and the new one sent. As for episodes, only a new
     result moves an alert: after a correction or deletion the count an alert cited has changed."""
-    for aid in [g for g in gone if emitted[g][2:3] == (AS,)]:
-        back = next(((nid, f) for nid, f in new if nid == emitted[aid][3]), None)
+    for aid in [g for g in gone if entries[g].sent_as is not None]:
+        back = next(((nid, f) for nid, f in new if nid == entries[aid].sent_as), None)
         if back is not None:
-            emitted.pop(aid)
-            emitted[back[0]] = _entry(back[1])
+            entries.pop(aid)
+            entries[back[0]] = _sent(back[1])
             gone = [g for g in gone if g != aid]
             new = [n for n in new if n[0] != back[0]]
     if change.cause != "new_result":
         return gone, new
-    for aid in sorted(gone, key=lambda i: emitted[i][1]):
-        kind, t = emitted[aid][:2]
-        grades = _grades(emitted[aid])
+    for aid in sorted(gone, key=lambda i: entries[i].t):
+        kind, t, grades = entries[aid].kind, entries[aid].t, entries[aid].grades
         if change.t > t or (kind not in EPISODE_ALERTS and grades is None):
             continue
         if grades is None:
@@ -456,9 +415,8 @@ def _moved_earlier(gone: list[str], new: list[tuple[str, Finding]], emitted: dic
                         default=None)
         if match is None:
             continue
-        entry = emitted.pop(aid)
-        sent_id = entry[3] if entry[2:3] == (AS,) else aid
-        emitted[match[0]] = _entry(match[1], sent_as=sent_id)
+        entry = entries.pop(aid)
+        entries[match[0]] = _sent(match[1], sent_as=entry.sent_as or aid)
         gone = [g for g in gone if g != aid]
         new = [n for n in new if n[0] != match[0]]
     return gone, new

@@ -40,11 +40,7 @@ class Track:
     """Hysteresis episode below one limit: open, start (t, oid, value), nadir, run of results
     above, chronic; ``last``: collection time of the episode's last result below the limit, and
     ``back``: (t, oid, v) of the first result back at or above it since then (() while the last
-    result is below): what the episode-gap rule needs (see the module docstring).
-
-    Stored states written before ``last`` and ``back`` existed (5 items) load with ``last`` = the
-    nadir's time (the latest result below the limit such a state names, so the gap rule errs
-    towards keeping the episode) and ``back`` unknown."""
+    result is below): what the episode-gap rule needs (see the module docstring)."""
 
     open: bool = False
     start: tuple = ()  # (t, oid, v)
@@ -53,19 +49,6 @@ class Track:
     chronic: bool = False
     last: int = 0  # t of the last result below the limit
     back: tuple = ()  # (t, oid, v) of the first result back at/above the limit after ``last``
-
-    def to_list(self) -> list:
-        return [int(self.open), list(self.start), list(self.nadir), self.above, int(self.chronic),
-                self.last, list(self.back)]
-
-    @classmethod
-    def from_list(cls, data: list) -> "Track":
-        if len(data) > 5:
-            return cls(bool(data[0]), tuple(data[1]), tuple(data[2]), data[3], bool(data[4]),
-                       data[5], tuple(data[6]))
-        nadir, start = tuple(data[2]), tuple(data[1])
-        last = nadir[0] if nadir else (start[0] if start else 0)
-        return cls(bool(data[0]), start, nadir, data[3], bool(data[4]), last, ())
 
     def copy(self) -> "Track":
         return Track(self.open, self.start, self.nadir, self.above, self.chronic, self.last, self.back)
@@ -85,17 +68,6 @@ class Carry:
     neutropenia: Track = field(default_factory=Track)
     severe: Track = field(default_factory=Track)
     agran: Track = field(default_factory=Track)
-
-    def to_list(self) -> list:
-        return [self.grade, self.pending, self.pending_grade, int(self.seen_normal),
-                self.neutropenia.to_list(), self.severe.to_list(), self.agran.to_list()]
-
-    @classmethod
-    def from_list(cls, d: list | None) -> "Carry":
-        if not d:
-            return cls()
-        return cls(d[0], d[1], d[2], bool(d[3]), Track.from_list(d[4]), Track.from_list(d[5]),
-                   Track.from_list(d[6]))
 
     def to_tuple(self) -> tuple:
         return (self.grade, self.pending, self.pending_grade, self.seen_normal,
@@ -155,9 +127,9 @@ class Checkpoint:
 
 
 def fold_resume(entries: list[Obs] | tuple[Obs, ...], limits_at: Callable[[int], Limits],
-                carry: list | None, config: DetectionConfig, prev: Checkpoint | None
+                carry: Carry | None, config: DetectionConfig, prev: Checkpoint | None
                 ) -> tuple[FoldResult, Checkpoint]:
-    """``fold(entries, limits_at, Carry.from_list(carry), config)`` and a checkpoint for the next
+    """``fold(entries, limits_at, carry or Carry(), config)`` and a checkpoint for the next
     call; ``prev`` (a checkpoint made with the same carry, limits and config) is resumed when its
     entries are a prefix of ``entries``."""
     if entries.__class__ is not tuple:
@@ -168,7 +140,7 @@ def fold_resume(entries: list[Obs] | tuple[Obs, ...], limits_at: Callable[[int],
         if m > len(entries) or entries[:m] != prev.entries:
             prev, m = None, 0
     if prev is None:
-        c = Carry.from_list(carry)
+        c = carry.copy() if carry is not None else Carry()
         base: tuple[Finding, ...] = ()
         findings: list[Finding] = []
         episodes: list[Episode] = []

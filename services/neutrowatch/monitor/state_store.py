@@ -2,7 +2,7 @@
 
 Keys (the ``{patient_key}`` hash tag puts every key of one patient in one Redis Cluster slot):
 
-    nw:{<patient_key>}:state   hash  ver -> commit counter, doc -> PatientState.to_dict() JSON,
+    nw:{<patient_key>}:state   hash  ver -> commit counter, doc -> detection.codec.dump(state) JSON,
                                      meta -> monitor-side facts the engine does not keep
                                      (observation ids of derived ANCs, for the timeline)
     nw:{<patient_key>}:alerts  hash  alert_id -> alert record JSON (every alert ever emitted)
@@ -36,7 +36,7 @@ from typing import Any, Iterable
 
 from redis.asyncio.cluster import RedisCluster
 
-from neutrowatch.detection import PatientState
+from neutrowatch.detection import PatientState, codec
 from neutrowatch.platform import metrics
 
 INDEX = "nw:alerts:index"
@@ -158,7 +158,7 @@ class StateStore:
             calls = []
             for c in commits:
                 pk = c.loaded.patient_key
-                args: list[Any] = [c.loaded.version, _dumps(c.state.to_dict()), _dumps(c.meta)]
+                args: list[Any] = [c.loaded.version, _dumps(codec.dump(c.state)), _dumps(c.meta)]
                 for alert in c.alerts:
                     args += [alert["alert_id"], _dumps(alert)]
                 calls.append(([state_key(pk), alerts_key(pk), outbox_key(pk)], args))
@@ -171,7 +171,7 @@ class StateStore:
             for c in commits:
                 pk = c.loaded.patient_key
                 keys += [state_key(pk), alerts_key(pk), outbox_key(pk)]
-                args += [c.loaded.version, _dumps(c.state.to_dict()), _dumps(c.meta), len(c.alerts)]
+                args += [c.loaded.version, _dumps(codec.dump(c.state)), _dumps(c.meta), len(c.alerts)]
                 for alert in c.alerts:
                     args += [alert["alert_id"], _dumps(alert)]
             reply = await self._commit_batch(keys=keys, args=args)
@@ -246,7 +246,7 @@ def _loaded(pk: str, row: list) -> Loaded:
     ver, doc, meta = row
     if doc is None:
         return Loaded(pk, PatientState.empty(), int(ver or 0), {})
-    return Loaded(pk, PatientState.from_dict(json.loads(doc)), int(ver), json.loads(meta) if meta else {})
+    return Loaded(pk, codec.load(json.loads(doc)), int(ver), json.loads(meta) if meta else {})
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

@@ -11,7 +11,7 @@ from typing import Any
 from neutrowatch.detection import DetectionConfig, PatientState, active_alerts
 from neutrowatch.detection import ivig
 from neutrowatch.detection.alerts import iso
-from neutrowatch.detection.engine import kept_ids, standing_count
+from neutrowatch.detection.engine import kept_ids
 from neutrowatch.detection.episodes import Carry, Track, fold
 from neutrowatch.detection.figures import bound
 from neutrowatch.detection.figures import num as _num
@@ -147,7 +147,7 @@ def patient_state(state: PatientState, config: DetectionConfig,
     """``sent``: the patient's alert records by id, for patterns that still stand but whose
     evidence has left the kept history (engine.kept_ids); they are listed as they were sent."""
     live = [o for o in state.anc if o.v is not None]
-    carry = fold(live, _limits_at(state, config), Carry.from_list(state.carry), config, emit=False).carry
+    carry = fold(live, _limits_at(state, config), state.carry or Carry(), config, emit=False).carry
     episodes = [e for e in (_episode("neutropenia", carry.neutropenia), _episode("severe", carry.severe),
                             _episode("agranulocytosis", carry.agran)) if e]
     standing = [a.to_record() for a in active_alerts(state, config) if a.kind in PATTERN_KINDS]
@@ -166,5 +166,5 @@ def patient_state(state: PatientState, config: DetectionConfig,
                     "administrations": len(state.adms),
                     "summarised_before": iso(state.horizon) if state.horizon else None,
                     "late_results_ignored": state.late_ignored},
-        "alerts_emitted": standing_count(state),
+        "alerts_emitted": state.ledger.standing_count(),
     }
