@@ -5,6 +5,7 @@ NDJSON / Bundles, and canonical NDJSON (neutrowatch.lab-result.v1 /
 neutrowatch.medication-administration.v1 records). Events are stepped in file order, per patient,
 through exactly the engine the streaming monitor uses. Alerts go to stdout as NDJSON; a summary
 (files, events, alerts by kind, rejected inputs with reasons) and a progress bar go to stderr.
+With --burden, stdout gets an alert-burden table (neutrowatch.burden) instead of the alerts.
 Exit status: 0, or 1 when a file cannot be read.
 """
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any, Iterator
 from zoneinfo import ZoneInfo
 
+from neutrowatch.burden import Span, alert_burden, format_table
 from neutrowatch.detection import Alert, DetectionConfig, PatientState, step
-from neutrowatch.domain.events import Event, event_from_record
+from neutrowatch.domain.events import Event, LabResult, event_from_record
 from neutrowatch.domain.timing import DEFAULT_TOLERANCE, dated_ahead
 
 PROGRESS_MIN_EVENTS = 2000
@@ -44,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fhir-identifier-systems", default="{}", metavar="JSON",
                         help="JSON object of FHIR identifier system -> HL7 assigning authority (as the "
                              "ingest setting of that name)")
+    parser.add_argument("--burden", action="store_true",
+                        help="print an alert-burden table to stdout INSTEAD of the alert NDJSON: per "
+                             "patient and overall, alerts (retractions included), critical pages, "
+                             "episodes (distinct severe/agranulocytosis/expected-dip episode starts), "
+                             "pages per episode, patient-months (first to last event, at least 1 day, "
+                             "/30.44), pages per patient-month, expected dips, alerts retracted; the "
+                             "summary still goes to stderr")
 
 
 @dataclass
@@ -84,10 +93,16 @@ def run(args: argparse.Namespace) -> int:
         report.files += 1
         events.extend(_not_ahead(read_events(data, str(path), codes, report, zone, identity), str(path), report))
     report.events = len(events)
-    out = sys.stdout
+    out, burden = sys.stdout, getattr(args, "burden", False)
+    records: list[dict[str, Any]] = []
     for alert in analyze_events(events, config):
         report.alerts[alert.kind] += 1
-        out.write(json.dumps(alert.to_record(), separators=(",", ":"), sort_keys=True) + "\n")
+        if burden:
+            records.append(alert.to_record())
+        else:
+            out.write(json.dumps(alert.to_record(), separators=(",", ":"), sort_keys=True) + "\n")
+    if burden:
+        out.write(format_table(alert_burden(records, event_spans(events))))
     out.flush()
     print_summary(report, sys.stderr)
     return 1 if report.unreadable else 0
@@ -111,6 +126,16 @@ def analyze_events(events: list[Event], config: DetectionConfig) -> Iterator[Ale
         key = ev.patient_key
         states[key], alerts = step(states.get(key) or PatientState.empty(), ev, config)
         yield from alerts
+
+
+def event_spans(events: list[Event]) -> dict[str, Span]:
+    """Each patient's earliest and latest lab collection / administration start."""
+    spans: dict[str, Span] = {}
+    for ev in events:
+        t = ev.collected_at if isinstance(ev, LabResult) else ev.started_at
+        span = spans.get(ev.patient_key)
+        spans[ev.patient_key] = Span(t, t) if span is None else span.including(t)
+    return spans
 
 
 def _progress(events: list[Event]):
