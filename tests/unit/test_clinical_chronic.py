@@ -58,12 +58,13 @@ def decided_on(alert) -> tuple[str, float]:
 
 def test_a_normal_count_three_months_after_a_mild_one_is_not_chronic_neutropenia():
     # failed before: "Chronic neutropenia: below 1500/uL for 95 days without recovery" on the 2000
+    # (the single mild count, which the next count does not confirm, sends no grade change)
     alerts = sent(series([(0, 1200), (95, 2000)]))
     assert chronic(alerts) == []
-    assert [(a.kind, a.observed_at) for a in alerts] == [("grade_change", at(0))]
+    assert alerts == []
     # and a second normal count is the recovery, with no chronic alert sent or withdrawn on the way
     alerts = sent(series([(0, 1200), (95, 2000), (96, 2100)]))
-    assert [(a.kind, a.observed_at) for a in alerts] == [("grade_change", at(0)), ("recovery", at(96))]
+    assert [(a.kind, a.observed_at) for a in alerts] == [("recovery", at(96))]
 
 
 def test_neutropenia_still_there_after_three_months_is_chronic_on_that_low_count():
@@ -82,9 +83,9 @@ def test_neutropenia_still_there_after_three_months_is_chronic_on_that_low_count
 def test_a_normal_count_past_three_months_waits_for_the_next_low_count_in_the_same_episode():
     # the 2000 on day 95 is one normal value inside the episode (the last low count, day 85, is 12
     # days before the next, within episode_gap_days): the 1100 on day 97 decides it
-    out = stream(series([(0, 1200), (85, 1300), (95, 2000), (97, 1100)]))
-    assert chronic(out[2]) == []  # failed before: decided on the 2000
-    [c] = chronic(out[3])
+    out = stream(series([(0, 1200), (45, 1250), (85, 1300), (95, 2000), (97, 1100)]))
+    assert chronic(out[3]) == []  # failed before: decided on the 2000
+    [c] = chronic(out[4])
     assert decided_on(c) == (at(97), 1100)
     assert c.evidence["duration_days"] == 97 and c.evidence["episode_start"]["collected_at"] == at(0)
     assert [a for alerts in out for a in alerts if a.kind == "alert_retracted"] == []
@@ -94,11 +95,12 @@ def test_a_low_count_after_a_normal_one_and_months_of_silence_is_a_new_episode_n
     # 1200 on day 0, 2000 on day 95, 1100 on day 100: nothing below 1500 for 100 days before the
     # 1100, so the gap rule ended the first episode at the 2000; the 1100 opens a new episode
     # (a new mild neutropenia after a normal count), which is not chronic
-    alerts = sent(series([(0, 1200), (95, 2000), (100, 1100)]))
+    # (the 1150 of day 101 confirms the new mild grade; the 1200 of day 0 was not confirmed)
+    alerts = sent(series([(0, 1200), (95, 2000), (100, 1100), (101, 1150)]))
     assert chronic(alerts) == []
     grades = [a for a in alerts if a.kind == "grade_change"]
     assert [(a.observed_at, a.evidence["from"], a.evidence["to"]) for a in grades] == [
-        (at(0), None, "mild"), (at(100), "normal", "mild")]
+        (at(100), "normal", "mild")]
     # ... and becomes chronic only if it is itself still there three months later
     alerts = sent(series([(0, 1200), (95, 2000), (100, 1100), (150, 1000), (191, 1050)]))
     [c] = chronic(alerts)
@@ -109,22 +111,22 @@ def test_a_low_count_after_a_normal_one_and_months_of_silence_is_a_new_episode_n
 # --- a late (out of order) result
 
 def test_a_late_low_count_from_past_three_months_decides_chronic_on_its_own_value():
-    # 1200 on day 0, then 2000 on day 95 (nothing chronic: failed before), then a 1100 collected
-    # on day 93 arrives late: the neutropenia was there after 90 days, decided on the 1100
-    out = stream([anc("a", 0, 1200), anc("b", 95, 2000), anc("late", 93, 1100)])
-    assert chronic(out[1]) == []
-    [c] = chronic(out[2])
+    # 1200 on day 0, 1250 on day 45, then 2000 on day 95 (nothing chronic: failed before), then a
+    # 1100 collected on day 93 arrives late: the neutropenia was there after 90 days, decided on it
+    out = stream([anc("a", 0, 1200), anc("m", 45, 1250), anc("b", 95, 2000), anc("late", 93, 1100)])
+    assert chronic(out[2]) == []
+    [c] = chronic(out[3])
     assert decided_on(c) == (at(93), 1100)
     assert c.evidence["duration_days"] == 93
-    assert [a.kind for a in out[2]] == ["chronic_neutropenia"]  # no retraction, no other page
+    assert [a.kind for a in out[3]] == ["chronic_neutropenia"]  # no retraction, no other page
 
 
 def test_a_late_low_count_that_moves_the_start_earlier_makes_the_current_low_count_chronic():
     # 1200 on day 5, 1100 on day 95: 90 days, not yet chronic; a 1300 collected on day 0 arrives
     # late: the neutropenia has lasted 95 days, decided on the 1100 (not on the late count)
-    out = stream([anc("a", 5, 1200), anc("b", 95, 1100), anc("late", 0, 1300)])
-    assert chronic(out[1]) == []
-    [c] = chronic(out[2])
+    out = stream([anc("a", 5, 1200), anc("m", 50, 1250), anc("b", 95, 1100), anc("late", 0, 1300)])
+    assert chronic(out[2]) == []
+    [c] = chronic(out[3])
     assert decided_on(c) == (at(95), 1100)
     assert c.evidence["duration_days"] == 95 and c.evidence["episode_start"]["value"] == 1300
 

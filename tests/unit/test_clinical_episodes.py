@@ -85,7 +85,8 @@ def test_agranulocytosis_months_after_one_higher_count_is_a_new_agranulocytosis_
 
 
 def test_a_new_mild_episode_after_a_normal_count_and_months_alerts_as_a_grade_change():
-    alerts, _ = run(series([(-5, 2000), (0, 1200), (10, 2000), (300, 1200)]))
+    # each mild count confirmed by the next day's
+    alerts, _ = run(series([(-5, 2000), (0, 1200), (1, 1250), (10, 2000), (300, 1200), (301, 1250)]))
     grades = of_kind(alerts, "grade_change")
     assert [(a.observed_at, a.severity, a.evidence["from"], a.evidence["to"]) for a in grades] == [
         (at(0), "warning", "normal", "mild"), (at(300), "warning", "normal", "mild")]
@@ -169,10 +170,10 @@ def test_a_patient_mid_episode_keeps_its_state_through_json_and_the_history_boun
     assert [(a.kind, a.severity, a.observed_at) for a in alerts] == [
         ("severe_neutropenia", "critical", at(200))]
 
-    # a state stored before the episodes recorded their last low count (5 items per episode) still
-    # loads, and the new episode still alerts
+    # a state stored before the episodes recorded their last low count (version 1, 5 items per
+    # episode: open, start, nadir, above, chronic) still loads, and the new episode still alerts
     old = json.loads(json.dumps(codec.dump(mid)))
-    old["c"] = old["c"][:4] + [track[:5] for track in old["c"][4:]]
+    old["v"], old["c"] = 1, old["c"][:4] + [track[:4] + [0] for track in old["c"][4:7]]
     _, alerts = step(codec.load(old), events[2], bounded)
     assert [(a.kind, a.observed_at) for a in alerts] == [("severe_neutropenia", at(200))]
     no_false_chronic_claim(alerts)

@@ -13,9 +13,11 @@ from tests import scenario_builder
 SCEN = Path(__file__).resolve().parents[1] / "scenarios"
 
 EXPECTED = {
+    # two pages (the first dip, and the one that established the pattern); the later dips are
+    # expected, recorded not paged; chronic across the COVID rise
     "ivig_case": {"grade_change", "severe_neutropenia", "post_ivig_neutropenia_pattern", "recovery",
-                  "rapid_decline"},
-    "ivig_transient": {"grade_change", "recovery"},
+                  "chronic_neutropenia", "expected_dip"},
+    "ivig_transient": {"recovery"},  # one mild count, not confirmed: no grade change
     "cyclic_dense": {"grade_change", "severe_neutropenia", "recovery", "rapid_decline",
                      "cyclic_neutropenia_suspected"},
     "cyclic_sparse": {"severe_neutropenia", "recovery"},
@@ -24,11 +26,11 @@ EXPECTED = {
     "ben_fall": {"grade_change", "recovery"},
     "drug_induced": {"drug_associated_neutropenia_suspected", "grade_change", "recovery"},
     "rituximab_late": {"drug_associated_neutropenia_suspected", "grade_change", "recovery"},
-    "febrile": {"grade_change", "severe_neutropenia", "febrile_neutropenia"},
+    "febrile": {"severe_neutropenia", "febrile_neutropenia"},
     "febrile_sustained": {"rapid_decline", "febrile_neutropenia"},
-    "corrected": {"severe_neutropenia", "alert_retracted", "grade_change"},
+    "corrected": {"severe_neutropenia", "alert_retracted"},
     "deleted": {"agranulocytosis", "alert_retracted"},
-    "late_and_duplicated": {"grade_change", "severe_neutropenia", "recovery", "alert_retracted"},
+    "late_and_duplicated": {"grade_change", "severe_neutropenia", "recovery"},
     "ivig_escalation_no_baseline": {"ivig_baseline_missing"},
 }
 

@@ -31,15 +31,16 @@ def test_a_pattern_whose_infusions_left_the_history_is_still_listed_as_it_was_se
     assert kept
     state, sent = kept[0]
     [pattern] = [aid for aid, a in sent.items() if a["kind"] == "post_ivig_neutropenia_pattern"]
-    assert kept_ids(state) == {pattern}
+    assert pattern in kept_ids(state)
     view = patient_state(state, DetectionConfig(), sent)
-    assert [(p["kind"], p["alert_id"], p["summary"]) for p in view["detected_patterns"]] == [
-        ("post_ivig_neutropenia_pattern", pattern, sent[pattern]["summary"])]
+    patterns = [(p["kind"], p["alert_id"], p["summary"]) for p in view["detected_patterns"]]
+    assert ("post_ivig_neutropenia_pattern", pattern, sent[pattern]["summary"]) in patterns
+    assert {k for k, _, _ in patterns} == {"post_ivig_neutropenia_pattern", "chronic_neutropenia"}
 
 
 def test_alerts_emitted_counts_only_alerts_that_were_sent_and_stand():
     checked = 0
-    for state, sent in streamed(long_history(seed=3)):
+    for state, sent in (x for seed in range(3, 9) for x in streamed(long_history(seed=seed))):
         if not state.ledger.with_status(UNSENT):
             continue
         # the bound produced artefacts, which were never sent: not counted
@@ -48,4 +49,4 @@ def test_alerts_emitted_counts_only_alerts_that_were_sent_and_stand():
         view = patient_state(state, DetectionConfig(), sent)
         assert view["alerts_emitted"] == len(standing & state.ledger.entries.keys()) < len(state.ledger)
         checked += 1
-    assert checked > 5
+    assert checked > 2  # states in which the bound produced artefacts

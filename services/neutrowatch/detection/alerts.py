@@ -125,7 +125,9 @@ def render(f: Finding, patient_key: str, patient_id: str, authority: str | None,
                  f.severity, iso(f.t), summary, evidence, _num(f.value), authority)
 
 
-CAUSES = {"explained_by_ivig": "the oscillation follows the IVIG infusions"}
+CAUSES = {"explained_by_ivig": "the oscillation follows the IVIG infusions",
+          "expected_post_ivig_dip": "an IVIG infusion recorded since explains it: this patient's "
+                                    "expected post-IVIG dip"}
 
 
 def retraction(old_id: str, old_kind: str, old_t: int, cause: str, cause_id: str,
@@ -153,8 +155,11 @@ def _grade(f: Finding, anc, adms, config):
     counts = f"{_bound(prev.v)}{_num(prev.v)}, {_cnt(f.value)}" if prev else _cnt(f.value)
     if c["from"] is None:
         change = f"first count on record, grade {c['to']}"
+    elif c.get("improving"):
+        change = f"grade improved {c['from']} -> {c['to']}"
+        conf = f"confirmed by 2 results at {c['to']} or better"
     else:
-        change = f"grade {'improved' if c.get('improving') else 'changed'} {c['from']} -> {c['to']}"
+        change = f"grade changed {c['from']} -> {c['to']}"
     s = f"ANC {counts}: {change} ({conf})."
     return s, {"from": c["from"], "to": c["to"], "confirmed": bool(c.get("confirmed")),
                "thresholds": lim.as_evidence(),
@@ -171,14 +176,50 @@ def _onset(f: Finding, anc, adms, config):
     ref = _at(anc, c.get("rapid_from"))
     tail = f", down from {_cnt(ref.v)} within {_num(config.rapid_decline_hours)} h" if ref else ""
     conf = "" if c.get("confirmed") else " (single result, repeat to confirm)"
-    s = f"{word}: new episode, ANC {_cnt(f.value)} (< {int(below)}/uL){tail}{conf}."
+    what = _DEVIATION[c["deviation"]](f, c) if "deviation" in c else "new episode"
+    s = f"{word}: {what}, ANC {_cnt(f.value)} (< {int(below)}/uL){tail}{conf}."
     ev = {"threshold_below": below, "thresholds": lim.as_evidence(), "previous_grade": c.get("from"),
           "confirmed": bool(c.get("confirmed")),
           "observations": [x for x in (obs(ref), obs(anc[c["index"]]),
                                        obs(_at(anc, c.get("confirming_index")))) if x]}
+    if c.get("episode"):
+        ev["episode_start"] = obs(c["episode"])
     if ref:
         ev["rapid_decline"] = {"from": obs(ref), "fraction": round(f.value / ref.v, 2)}  # type: ignore[operator]
+    if "deviation" in c:
+        ev["post_ivig_deviation"] = {"how": c["deviation"], "usual_nadir": _num(c["usual_nadir"]),
+                                     "recovery_days": _num(c["recovery_days"]),
+                                     "infusion": [adm(a) for a in c["course"].adms]}
     return s, ev
+
+
+def _days_after(f: Finding, c) -> str:
+    days = _num(round((f.t - c["course"].start) / 86400, 1))
+    return f"{days} day{'' if days == 1 else 's'} after the IVIG infusion of {iso(c['course'].start)[:10]}"
+
+
+_DEVIATION = {
+    "deeper": lambda f, c: (f"deeper than this patient's usual post-IVIG dip (deepest so far "
+                            f"{_cnt(c['usual_nadir'])}), {_days_after(f, c)}"),
+    "unrecovered": lambda f, c: (f"not recovered from the post-IVIG dip {_days_after(f, c)} (the usual "
+                                 f"dip is back above the severe limit by day {_num(c['recovery_days'])})"),
+}
+
+
+def _expected(f: Finding, anc, adms, config):
+    c = f.ctx
+    course = c["course"]
+    given = _doses([course.mgkg], [course.mg])
+    dose = f" ({given})" if given else ""
+    s = (f"Expected post-IVIG dip: ANC {_cnt(f.value)} {_days_after(f, c)}{dose}, within this "
+         f"patient's usual course (deepest post-IVIG nadir so far {_cnt(c['usual_nadir'])}); "
+         f"recorded, not paged.")
+    return s, {"usual_nadir": _num(c["usual_nadir"]), "margin": _num(c["margin"]),
+               "recovery_days": _num(c["recovery_days"]),
+               "days_after_infusion": _num(round((f.t - course.start) / 86400, 1)),
+               "infusion": [adm(a) for a in course.adms], "dose_mg_per_kg": _num(course.mgkg),
+               **_dose_mg(course.mg), "pre": obs(course.pre),
+               "observations": [x for x in (obs(course.pre), obs(anc[c["index"]])) if x]}
 
 
 def _rapid(f: Finding, anc, adms, config):
@@ -215,11 +256,18 @@ def _recovery(f: Finding, anc, adms, config):
 def _chronic(f: Finding, anc, adms, config):
     c = f.ctx
     days = round((f.t - c["start"][0]) / 86400)
-    s = (f"Chronic neutropenia: below {_cnt(c['limits'].normal)} for {days} days without recovery "
-         f"(since {iso(c['start'][0])[:10]}, nadir {_cnt(c['nadir'][2])}).")
-    return s, {"chronic_after_days": _num(config.chronic_days), "duration_days": days,
-               "thresholds": c["limits"].as_evidence(), "episode_start": obs(c["start"]),
-               "nadir": obs(c["nadir"]), "observations": [obs(c["start"]), obs(anc[c["index"]])]}
+    rise = c.get("rise")
+    lasting = f"; a transient rise to {_cnt(rise[2][2])} ({iso(rise[0])[:10]}, {_num(round((rise[1] - rise[0]) / 86400))} " \
+              f"days, e.g. an infection response) did not end it" if rise else ""
+    s = (f"Chronic neutropenia: below {_cnt(c['limits'].normal)} for {days} days without "
+         f"{'lasting ' if rise else ''}recovery (since {iso(c['start'][0])[:10]}, nadir {_cnt(c['nadir'][2])}{lasting}).")
+    ev = {"chronic_after_days": _num(config.chronic_days), "duration_days": days,
+          "thresholds": c["limits"].as_evidence(), "episode_start": obs(c["start"]),
+          "nadir": obs(c["nadir"]), "observations": [obs(c["start"]), obs(anc[c["index"]])]}
+    if rise:
+        ev["transient_rise"] = {"from": iso(rise[0]), "until": iso(rise[1]), "peak": obs(rise[2]),
+                                "max_days": _num(config.chronic_rise_max_days)}
+    return s, ev
 
 
 def _cyclic(f: Finding, anc, adms, config):
@@ -239,7 +287,7 @@ def _cycle(c) -> dict[str, Any]:
                          "dose_mg_per_kg": _num(c.mgkg), **_dose_mg(c.mg), "interval_days": c.interval_days,
                          "pre": obs(c.pre), "early_24_48h": obs(c.early), "nadir_days_1_7": obs(c.nadir),
                          "recovery_before_next": obs(c.recovery), "recovered": c.recovered,
-                         "dip": c.dip}
+                         "dip": c.dip, "expected": c.expected}
     return d
 
 
@@ -331,5 +379,5 @@ RENDER = {
     "rapid_decline": _rapid, "recovery": _recovery, "chronic_neutropenia": _chronic,
     "cyclic_neutropenia_suspected": _cyclic, "post_ivig_neutropenia_pattern": _ivig,
     "ivig_baseline_missing": _baseline, "drug_associated_neutropenia_suspected": _drug,
-    "febrile_neutropenia": _febrile,
+    "febrile_neutropenia": _febrile, "expected_dip": _expected,
 }

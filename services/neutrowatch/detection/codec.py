@@ -5,16 +5,19 @@ the format's version; ``load`` reads every version ever written (states already 
 ``dump`` writes the current one. Only the state store (and tools that store states) use this
 module: the model keeps plain typed fields.
 
-Version 1 (and the states of before its later fields existed, which omit them):
+Version 2 (as version 1, which states written before it still have, except where said):
   pk, pid, aa, bd                patient key, id, assigning authority, birth date
   a, t                           ANC and temperature columns: t (deltas), v, o (ids less p, the
                                  common prefix), s (statuses), r ([index, rep] where rep != 0)
   m                              administrations: t, e (end - start), c (class), d (mg/kg), g (mg),
                                  o, p, s, r
   c                              the fold carry of the dropped prefix: [grade, pending,
-                                 pending_grade, seen_normal, neutropenia, severe, agran], each
-                                 track [open, start, nadir, above, chronic, last, back] (5 items in
-                                 states written before last/back: last = the nadir's time)
+                                 pending_grade, seen_normal, neutropenia, severe, agran, stretch],
+                                 each track [open, start, nadir, above, last, back], the stretch
+                                 (the chronic clock) [start, nadir, chronic, prev, rise_from, peak,
+                                 rise]. Version 1: no stretch, and tracks [open, start, nadir,
+                                 above, chronic, last, back] (or 5 items, before last/back: last =
+                                 the nadir's time); the stretch is the neutropenia episode's
   ip                             dropped IVIG courses [start, mg/kg(, mg)]
   h, li, cy                      horizon, late results ignored, cyclic search cache
   e                              ledger rows [id, kind, t] (sent), [id, kind, t, "grades", from,
@@ -27,12 +30,13 @@ import os
 from itertools import accumulate
 from typing import Any
 
-from neutrowatch.detection.episodes import Carry, Track
+from neutrowatch.detection.episodes import Carry, Stretch, Track
 from neutrowatch.detection.findings import Adm, Obs
 from neutrowatch.detection.ledger import KEPT, SENT, UNSENT, WITHDRAWN, Entry, Ledger
 from neutrowatch.detection.state import PatientState
 
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
 
 
 def dump(state: PatientState) -> dict[str, Any]:
@@ -63,13 +67,14 @@ def dump(state: PatientState) -> dict[str, Any]:
 
 
 def load(d: dict[str, Any]) -> PatientState:
-    if d.get("v") != VERSION:
-        raise ValueError(f"unsupported patient state version {d.get('v')!r}")
+    version = d.get("v")
+    if version not in READS:
+        raise ValueError(f"unsupported patient state version {version!r}")
     return PatientState(
         patient_key=d.get("pk", ""), patient_id=d.get("pid", ""),
         assigning_authority=d.get("aa"), birth_date=d.get("bd"),
         anc=_obs_rows(d.get("a")), temps=_obs_rows(d.get("t")), adms=_adm_rows(d.get("m")),
-        carry=_carry(d["c"]) if d.get("c") else None,
+        carry=(_carry if version == VERSION else _carry_v1)(d["c"]) if d.get("c") else None,
         ivig_prior=tuple((int(x[0]), x[1], x[2] if len(x) > 2 else None) for x in d.get("ip", ())),
         horizon=d.get("h"), ledger=Ledger({row[0]: _entry(row[1:]) for row in d.get("e", ())}),
         cyclic=d.get("cy"), late_ignored=d.get("li", 0),
@@ -112,27 +117,53 @@ def _entry(row: list) -> Entry:
 # ---------------------------------------------------------------------------- fold carry
 
 def _carry_row(c: Carry) -> list:
-    return [c.grade, c.pending, c.pending_grade, int(c.seen_normal),
-            _track_row(c.neutropenia), _track_row(c.severe), _track_row(c.agran)]
+    return [c.grade, c.pending, c.pending_grade, int(c.seen_normal), _track_row(c.neutropenia),
+            _track_row(c.severe), _track_row(c.agran), _stretch_row(c.stretch)]
 
 
 def _carry(row: list) -> Carry:
-    return Carry(row[0], row[1], row[2], bool(row[3]), _track(row[4]), _track(row[5]), _track(row[6]))
+    return Carry(row[0], row[1], row[2], bool(row[3]), _track(row[4]), _track(row[5]), _track(row[6]),
+                 _stretch(row[7]))
 
 
 def _track_row(tr: Track) -> list:
-    return [int(tr.open), list(tr.start), list(tr.nadir), tr.above, int(tr.chronic), tr.last,
-            list(tr.back)]
+    return [int(tr.open), list(tr.start), list(tr.nadir), tr.above, tr.last, list(tr.back)]
 
 
 def _track(row: list) -> Track:
+    return Track(bool(row[0]), tuple(row[1]), tuple(row[2]), row[3], row[4], tuple(row[5]))
+
+
+def _stretch_row(s: Stretch) -> list:
+    return [list(s.start), list(s.nadir), int(s.chronic), s.prev, s.rise_from, list(s.peak),
+            [s.rise[0], s.rise[1], list(s.rise[2])] if s.rise else []]
+
+
+def _stretch(row: list) -> Stretch:
+    rise = (row[6][0], row[6][1], tuple(row[6][2])) if row[6] else ()
+    return Stretch(tuple(row[0]), tuple(row[1]), bool(row[2]), row[3], row[4], tuple(row[5]), rise)
+
+
+def _carry_v1(row: list) -> Carry:
+    """A version 1 carry: the chronic clock was the neutropenia episode (its start, nadir and
+    chronic flag; a result back above normal since its last one below begins a rise)."""
+    tracks = [_track_v1(r) for r in row[4:7]]
+    n, chronic = tracks[0]
+    stretch = Stretch()
+    if n.open:
+        back = n.back[0] if n.back else 0
+        stretch = Stretch(n.start, n.nadir, chronic, max(n.last, back), back, n.back)
+    return Carry(row[0], row[1], row[2], bool(row[3]), n, tracks[1][0], tracks[2][0], stretch)
+
+
+def _track_v1(row: list) -> tuple[Track, bool]:
     start, nadir = tuple(row[1]), tuple(row[2])
     if len(row) > 5:
-        return Track(bool(row[0]), start, nadir, row[3], bool(row[4]), row[5], tuple(row[6]))
+        return Track(bool(row[0]), start, nadir, row[3], row[5], tuple(row[6])), bool(row[4])
     # written before ``last`` and ``back``: the latest result below the limit such a state names
     # is the nadir (so the gap rule errs towards keeping the episode); ``back`` is unknown
     last = nadir[0] if nadir else (start[0] if start else 0)
-    return Track(bool(row[0]), start, nadir, row[3], bool(row[4]), last, ())
+    return Track(bool(row[0]), start, nadir, row[3], last, ()), bool(row[4])
 
 
 # ---------------------------------------------------------------------------- columns

@@ -70,11 +70,13 @@ class PatientOverride:
 
     baseline_anc: the patient's own stable count (benign ethnic neutropenia); the patient's normal
     limit becomes baseline_anc * baseline_fraction (never above the profile's). normal_threshold:
-    an explicit lower limit of normal. profile: a profile name for this patient."""
+    an explicit lower limit of normal. profile: a profile name for this patient. expected_dips:
+    false turns expected-dip handling off for this patient (every dip pages as a new episode)."""
 
     baseline_anc: float | None = None
     normal_threshold: float | None = None
     profile: str | None = None
+    expected_dips: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,20 @@ class DetectionConfig:
     patients: Mapping[str, PatientOverride] = field(default_factory=dict)
     baseline_fraction: float = 0.8
     confirmations: int = 2  # results needed to confirm recovery / an improvement in grade
+    grade_confirm_days: float = 30.0  # a worsening to mild/moderate is sent once the next count, this soon, confirms it
     episode_gap_days: float = 14.0  # a result back at/above a limit, then none below it for this long, ends the episode
     severe_below: float = 500.0
     rapid_decline_hours: float = 72.0
     rapid_decline_fraction: float = 0.5
     rapid_decline_below: float = 1000.0
     chronic_days: float = 90.0
+    # the chronic clock runs on through a rise back to normal lasting at most this long (an
+    # infection response: the IVIG case rose to 2400/uL for three weeks during COVID-19) ...
+    chronic_rise_max_days: float = 30.0
+    # ... and stops at a silence longer than this between two counts: chronicity needs counts
+    # below the limit that span the period (1200/uL one year and 300/uL two years later say nothing
+    # of the time between); monthly counts of a chronically neutropenic infant span it
+    chronic_max_gap_days: float = 60.0
     febrile_single_c: float = 38.3
     febrile_sustained_c: float = 38.0
     febrile_sustained_minutes: float = 60.0
@@ -118,6 +128,15 @@ class DetectionConfig:
     ivig_baseline_days: float = 30.0
     ivig_restart_days: float = 90.0
     ivig_escalation_ratio: float = 1.05
+    # Expected dips (expected.py): once a post-IVIG pattern holds, a dip after a later infusion
+    # that stays within the patient's own course is recorded (info), not paged. Off: every dip
+    # pages as before. Deviations page: a count more than ivig_expected_margin below the deepest
+    # nadir of the pattern's dips so far (or below the agranulocytosis limit), or one still below
+    # the severe limit more than ivig_expected_recovery_days after the infusion (the case report's
+    # dips recovered by day 15, before the next infusion).
+    expected_dips: bool = True
+    ivig_expected_margin: float = 100.0
+    ivig_expected_recovery_days: float = 14.0
     ivig_shortened_ratio: float = 0.85
     drug_recovery_days: float = 30.0
     cyclic_min_period_days: float = 14.0
@@ -151,6 +170,10 @@ class DetectionConfig:
             return self.profiles[name]
         except KeyError:
             raise ValueError(f"unknown threshold profile {name!r}") from None
+
+    def expected_dips_for(self, patient_key: str) -> bool:
+        own = self.override_for(patient_key).expected_dips
+        return self.expected_dips if own is None else own
 
     def watch_for(self, drug_class: str | None) -> DrugWatch | None:
         return next((w for w in self.watch_list if w.drug_class == drug_class), None)
@@ -213,6 +236,8 @@ class DetectionConfig:
             elif isinstance(f.default, float):
                 if _number(name, value) <= 0:
                     raise _bad(name, f"must be above 0, not {value!r}")
+        if not isinstance(self.expected_dips, bool):
+            raise _bad("expected_dips", f"must be true or false, not {self.expected_dips!r}")
         if self.ivig_escalation_ratio < 1:
             raise _bad("ivig_escalation_ratio",
                        f"must be at least 1 (a higher dose), not {self.ivig_escalation_ratio!r}")
@@ -255,6 +280,8 @@ class DetectionConfig:
             where = f"patients.{key}"
             if override.profile is not None and override.profile not in self.profiles:
                 raise _bad(f"{where}.profile", f"unknown threshold profile {override.profile!r}")
+            if override.expected_dips is not None and not isinstance(override.expected_dips, bool):
+                raise _bad(f"{where}.expected_dips", f"must be true or false, not {override.expected_dips!r}")
             profile = self.profile_for(key)
             for attr in ("baseline_anc", "normal_threshold"):
                 value = getattr(override, attr)
@@ -277,7 +304,8 @@ class DetectionConfigError(ValueError):
 
 # Settings checked by kind (validate); every other float setting (a window, a duration) must be
 # above 0.
-_ANC_SETTINGS = frozenset({"severe_below", "rapid_decline_below", "febrile_falling_below"})
+_ANC_SETTINGS = frozenset({"severe_below", "rapid_decline_below", "febrile_falling_below",
+                           "ivig_expected_margin"})
 _CELSIUS = frozenset({"febrile_single_c", "febrile_sustained_c"})
 _FRACTIONS = frozenset({"baseline_fraction", "rapid_decline_fraction", "ivig_dip_fraction",
                         "ivig_recovered_fraction", "ivig_min_share", "ivig_shortened_ratio",

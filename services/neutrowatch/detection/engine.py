@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Iterable
 
-from neutrowatch.detection import cyclic, drugs, febrile, ivig
+from neutrowatch.detection import cyclic, drugs, expected, febrile, ivig
 from neutrowatch.detection.alerts import Alert, again_id, alert_id, render, retraction
 from neutrowatch.detection.config import DetectionConfig
 from neutrowatch.detection.episodes import Carry, fold, fold_resume
@@ -226,6 +226,7 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
         memo = None
         findings = res.findings
         recoveries = [f for f in findings if f.kind == "recovery"]
+    findings = [f for f in findings if f.kind != "grade_change" or _worth_sending(f, live, config)]
     if adms:
         for f in recoveries:
             assoc = drugs.association(res.episodes[f.ctx["episode"]], adms, config)
@@ -242,6 +243,8 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
             for f in recoveries:
                 if f.t > pattern.t:
                     f.ctx["ivig_pattern"] = True
+            if config.expected_dips_for(state.patient_key):
+                findings = expected.apply(findings, cs, pattern, live, times, limits_at, config)
         findings += ivig.baseline_missing(cs, times, config, list(state.ivig_prior))
     if len(live) >= config.cyclic_min_points or state.cyclic:
         cache = cyclic.search(live, times, cyclic.CyclicCache.from_list(state.cyclic), limits_at, config)
@@ -256,6 +259,22 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
         temps = [o for o in state.temps if o.v is not None]
         findings += febrile.febrile(temps, live, times, limits_at, config)
     return findings, state
+
+
+def _worth_sending(f: Finding, live, config: DetectionConfig) -> bool:
+    """Whether a grade change is sent. An improvement is (two results confirmed it), and so is a
+    change to severe or worse (the onset rules page for those); a worsening to mild or moderate
+    waits for the next count to confirm it within ``grade_confirm_days``, and is not sent when that
+    count is already severe (its page says more). One count may be noise, and two counts years
+    apart say nothing of the time between."""
+    c = f.ctx
+    if c.get("improving") or c["to"] not in ("mild", "moderate"):
+        return True
+    nxt = c.get("confirming_index")
+    if not c.get("confirmed") or nxt is None:
+        return False
+    after = live[nxt]
+    return after.t - f.t <= config.grade_confirm_days * DAY and after.v >= c["limits"].severe
 
 
 def _locked(period: float, cs: list, config: DetectionConfig) -> bool:
@@ -284,6 +303,8 @@ def kept_ids(state: PatientState) -> set[str]:
 
 # alerts about an episode as a whole: a late result moving its start earlier does not make it new
 EPISODE_ALERTS = ("severe_neutropenia", "agranulocytosis", "chronic_neutropenia")
+# alerts decided by the counts up to their own (episodes.py): a later count cannot change them
+CAUSAL_ALERTS = EPISODE_ALERTS + ("rapid_decline", "grade_change", "recovery")
 
 
 def _holding(state: PatientState, findings: list[Finding]) -> dict[str, Finding]:
@@ -340,13 +361,15 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
           config: DetectionConfig) -> tuple[PatientState, list[Alert]]:
     key = state.patient_key
     ledger = state.ledger
-    gone = [aid for aid in ledger.standing() if aid not in current]
+    gone = [aid for aid in ledger.standing() if aid not in current
+            and not _settled_by_rules_before(ledger.entries[aid], change, state.anc)]
     new = [(aid, f) for aid, f in current.items() if ledger.news(aid)]
     if not gone and not new:
         return state, []
     entries = dict(ledger.entries)
     if gone and new:
         gone, new = _moved_earlier(gone, new, entries, change)
+    dips = any(f.kind == "expected_dip" for _, f in new)
     out: list[Alert] = []
     for aid in sorted(gone, key=lambda i: (entries[i].t, i)):
         entry = entries.pop(aid)  # re-inserted below, withdrawn: last in the ledger's order
@@ -355,22 +378,54 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
         if entry.kind == "cyclic_neutropenia_suspected" and cause in ("re-evaluation", "administration"):
             # a periodicity once found stays found: only the IVIG rules set it aside
             cause = "explained_by_ivig"
+        elif cause == "administration" and entry.kind in expected.REPLACED and dips:
+            cause = "expected_post_ivig_dip"  # infusion records arriving after the counts
         entries[aid] = entry.withdrawn(aid)
         out.append(retraction(entries[aid].sent_as, entry.kind, entry.t, cause, event.event_id, key,
                               state.patient_id, state.assigning_authority))
     if new:
         live = [o for o in state.anc if o.v is not None]
         adms = list(state.adms)
+        used = Ledger(entries).sent_ids()
         for aid, f in sorted(new, key=lambda kv: (kv[1].t, kv[1].kind, kv[0])):
             alert = render(f, key, state.patient_id, state.assigning_authority, live, adms, config)
             before = entries.get(aid)
-            if before is not None and before.is_news:
-                alert = replace(alert, alert_id=again_id(before.sent_as))
-                entries[aid] = _sent(f, sent_as=alert.alert_id)
-            else:
-                entries[aid] = _sent(f)
+            sent_as = _fresh_id(before.sent_as if before is not None and before.is_news else aid, used)
+            used.add(sent_as)
+            if sent_as != aid:
+                alert = replace(alert, alert_id=sent_as)
+            entries[aid] = _sent(f, sent_as=None if sent_as == aid else sent_as)
             out.append(alert)
     return state.evolve(ledger=Ledger(entries)), out
+
+
+def _fresh_id(aid: str, used: set[str]) -> str:
+    """The id news at ``aid`` goes out under: ``aid`` itself, unless it was sent before (for
+    another alert, or for this one before it was withdrawn), else the next of its again_id chain
+    that was not. An id of the chain is only ever made after the one before it was sent, so all
+    before the last one on record were sent too, even if the ledger no longer names them (an
+    alert sent again and then moved by a late result keeps only the id it was sent as)."""
+    chain, fresh = aid, aid
+    for _ in range(min(len(used), 16) + 1):
+        if chain in used:
+            fresh = again_id(chain)
+        chain = again_id(chain)
+    return fresh
+
+
+def _settled_by_rules_before(entry: Entry, change: Change, anc: tuple[Obs, ...]) -> bool:
+    """An alert of a causal rule (decided by the counts and infusions up to its own; a grade
+    change also by the next count, which confirms it) that no longer holds after a count or an
+    infusion dated after what it stood on was sent under rules since changed (a state stored
+    before an upgrade of the paging policy): that has not changed, so it stands. Corrections and
+    deletions still withdraw it, as does a result or an infusion record arriving late, dated
+    before its own count (or a grade change's next)."""
+    if change.cause not in ("new_result", "administration") or entry.kind not in CAUSAL_ALERTS:
+        return False
+    basis = entry.t
+    if entry.kind == "grade_change":
+        basis = next((o.t for o in anc if o.t > entry.t and o.v is not None and o.t != change.t), None)
+    return basis is not None and change.t > basis
 
 
 def _sent(f: Finding, sent_as: str | None = None) -> Entry:

@@ -37,8 +37,8 @@ DAY = 86400
 
 @dataclass(slots=True)
 class Track:
-    """Hysteresis episode below one limit: open, start (t, oid, value), nadir, run of results
-    above, chronic; ``last``: collection time of the episode's last result below the limit, and
+    """Hysteresis episode below one limit: open, start (t, oid, v), nadir, run of results
+    above; ``last``: collection time of the episode's last result below the limit, and
     ``back``: (t, oid, v) of the first result back at or above it since then (() while the last
     result is below): what the episode-gap rule needs (see the module docstring)."""
 
@@ -46,15 +46,40 @@ class Track:
     start: tuple = ()  # (t, oid, v)
     nadir: tuple = ()  # (t, oid, v)
     above: int = 0
-    chronic: bool = False
     last: int = 0  # t of the last result below the limit
     back: tuple = ()  # (t, oid, v) of the first result back at/above the limit after ``last``
 
     def copy(self) -> "Track":
-        return Track(self.open, self.start, self.nadir, self.above, self.chronic, self.last, self.back)
+        return Track(self.open, self.start, self.nadir, self.above, self.last, self.back)
 
     def to_tuple(self) -> tuple:
-        return (self.open, self.start, self.nadir, self.above, self.chronic, self.last, self.back)
+        return (self.open, self.start, self.nadir, self.above, self.last, self.back)
+
+
+@dataclass(slots=True)
+class Stretch:
+    """The chronic clock: one stretch of counts below the normal limit, which a transient rise
+    (back at or above normal for at most ``chronic_rise_max_days``, such as an infection
+    response) does not end, but a longer rise, or a silence of more than ``chronic_max_gap_days``
+    between two counts, does. ``start``/``nadir``: (t, oid, v); ``prev``: time of the last count
+    seen; ``rise_from``: time of the first count back at or above normal since the last one below
+    (0 while the last count is below); ``peak``: (t, oid, v) of the highest count of that rise;
+    ``rise``: the highest transient rise the stretch has lasted through, (from t, to t, peak
+    (t, oid, v)), for the evidence."""
+
+    start: tuple = ()
+    nadir: tuple = ()
+    chronic: bool = False
+    prev: int = 0
+    rise_from: int = 0
+    peak: tuple = ()
+    rise: tuple = ()
+
+    def copy(self) -> "Stretch":
+        return Stretch(self.start, self.nadir, self.chronic, self.prev, self.rise_from, self.peak, self.rise)
+
+    def to_tuple(self) -> tuple:
+        return (self.start, self.nadir, self.chronic, self.prev, self.rise_from, self.peak, self.rise)
 
 
 @dataclass(slots=True)
@@ -68,18 +93,20 @@ class Carry:
     neutropenia: Track = field(default_factory=Track)
     severe: Track = field(default_factory=Track)
     agran: Track = field(default_factory=Track)
+    stretch: Stretch = field(default_factory=Stretch)
 
     def to_tuple(self) -> tuple:
         return (self.grade, self.pending, self.pending_grade, self.seen_normal,
-                self.neutropenia.to_tuple(), self.severe.to_tuple(), self.agran.to_tuple())
+                self.neutropenia.to_tuple(), self.severe.to_tuple(), self.agran.to_tuple(),
+                self.stretch.to_tuple())
 
     @classmethod
     def from_tuple(cls, t: tuple) -> "Carry":
-        return cls(t[0], t[1], t[2], t[3], Track(*t[4]), Track(*t[5]), Track(*t[6]))
+        return cls(t[0], t[1], t[2], t[3], Track(*t[4]), Track(*t[5]), Track(*t[6]), Stretch(*t[7]))
 
     def copy(self) -> "Carry":
         return Carry(self.grade, self.pending, self.pending_grade, self.seen_normal,
-                     self.neutropenia.copy(), self.severe.copy(), self.agran.copy())
+                     self.neutropenia.copy(), self.severe.copy(), self.agran.copy(), self.stretch.copy())
 
 
 @dataclass(slots=True)
@@ -215,12 +242,14 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
     rapid_below = config.rapid_decline_below
     rapid_fraction = config.rapid_decline_fraction
     chronic_s = config.chronic_days * DAY
+    rise_s = config.chronic_rise_max_days * DAY
+    silence_s = config.chronic_max_gap_days * DAY
     gap_s = config.episode_gap_days * DAY
     # a severe (agranulocytosis) episode whose count came back above 500 (100) but not to normal
     # ends by silence only after chronic_days: a chronically neutropenic patient counted monthly
     # (an infant's autoimmune neutropenia: 300, 510, 300, ...) is one episode, not a page a month
     still_low_gap_s = max(gap_s, config.chronic_days * DAY)
-    agran, severe, n = c.agran, c.severe, c.neutropenia
+    agran, severe, n, low = c.agran, c.severe, c.neutropenia, c.stretch
     last_lim = None
     for i in range(start, len(entries)):
         e = entries[i]
@@ -246,6 +275,10 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
         here: list[Finding] = []
         # --- episodes
         deep_gap = gap_s if n.above else still_low_gap_s  # n.above: the previous result was normal
+        # inside a severe episode that already reached agranulocytosis, counts crossing 100 again
+        # (90, 110, 220, 80) page no one: the episode paged when it began and when it got there
+        in_severe = severe.open
+        was_agran = in_severe and severe.nadir[2] < l_agran
         agran_on = _track(agran, e, v, v < l_agran, confirmations, deep_gap)
         severe_on = _track(severe, e, v, v < l_severe, confirmations, deep_gap)
         was_open, back = n.open, n.back
@@ -266,11 +299,13 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
                                 {"start": n.start, "nadir": n.nadir, "end_index": i,
                                  "limits": lim, "episode": len(episodes) - 1}))
         # chronic: the neutropenia is still there after chronic_days, so only a count below the
-        # limit decides it (a normal count inside the episode shows no such thing)
-        if n.open and not n.chronic and v < l_normal and et - n.start[0] > chronic_s:
-            n.chronic = True
-            here.append(Finding("chronic_neutropenia", n.start[1], et, v, "warning",
-                                {"start": n.start, "nadir": n.nadir, "index": i, "limits": lim}))
+        # limit decides it (a normal count inside the stretch shows no such thing)
+        if _stretch(low, e, v, v < l_normal, rise_s, silence_s) and not low.chronic \
+                and et - low.start[0] > chronic_s:
+            low.chronic = True
+            here.append(Finding("chronic_neutropenia", low.start[1], et, v, "warning",
+                                {"start": low.start, "nadir": low.nadir, "index": i, "limits": lim,
+                                 "rise": low.rise}))
         if v >= l_normal:
             c.seen_normal = True
         # --- rapid decline
@@ -291,17 +326,21 @@ def _run(c: Carry, entries: list[Obs] | tuple[Obs, ...], start: int,
             # settled (as two of them would have), so the new episode's grade reads from there
             c.grade, c.pending = c.pending_grade, 0
         change = _grade_step(c, g)
-        onset = "agranulocytosis" if agran_on in STARTS else (
-            "severe_neutropenia" if severe_on in STARTS else None)
+        new_severe = severe_on in STARTS
+        onset = "agranulocytosis" if agran_on in STARTS and (new_severe or not was_agran) else (
+            "severe_neutropenia" if new_severe else None)
+        in_paged = in_severe and not new_severe  # inside a severe episode that has paged
         if onset:
             here.append(Finding(onset, e.oid, et, v, "critical",
                                 {"index": i, "limits": lim, "from": change[0] if change else None,
-                                 "rapid_from": ref}))
-        elif rapid:
+                                 "rapid_from": ref, "episode": severe.start}))
+        elif rapid and not in_paged and float(entries[ref].v) >= l_severe:  # type: ignore[arg-type,index]
+            # a fall inside a severe episode, or from one severe count to another, is that
+            # episode's, already paged: recorded in its nadir, not raised again
             here.append(Finding("rapid_decline", e.oid, et, v, "warning",
                                 {"index": i, "ref": ref, "limits": lim,
                                  "from": change[0] if change else None}))
-        elif change and change[1] != "normal":
+        elif change and change[1] != "normal" and not (in_paged and RANK[change[1]] >= RANK["severe"]):
             frm, to = change
             sev = "warning" if frm is None or RANK[to] > RANK[frm] else "info"
             here.append(Finding("grade_change", f"{e.oid}:{to}", et, v, sev,
@@ -316,6 +355,33 @@ RESTART = "restart"
 STARTS = ("start", RESTART)
 
 
+def _stretch(s: Stretch, e: Obs, v: float, below: bool, rise_s: float, silence_s: float) -> bool:
+    """One count through the chronic clock; True when it is below the limit (a count that can
+    decide chronicity). A count below after a rise longer than ``rise_s``, or after a silence
+    longer than ``silence_s``, starts a new stretch."""
+    et = e.t
+    prev, s.prev = s.prev, et
+    if s.start and et - prev > silence_s:  # nothing is known of the time between: over
+        s.start, s.nadir, s.chronic, s.rise_from, s.peak, s.rise = (), (), False, 0, (), ()
+    if not below:
+        if s.start:
+            if not s.rise_from:
+                s.rise_from, s.peak = et, (et, e.oid, v)
+            elif v > s.peak[2]:
+                s.peak = (et, e.oid, v)
+        return False
+    if not s.start or et - prev > silence_s or (s.rise_from and et - s.rise_from > rise_s):
+        s.start, s.nadir, s.chronic, s.rise_from, s.peak, s.rise = (et, e.oid, v), (et, e.oid, v), False, 0, (), ()
+        return True
+    if s.rise_from:
+        if not s.rise or s.peak[2] > s.rise[2][2]:
+            s.rise = (s.rise_from, et, s.peak)
+        s.rise_from, s.peak = 0, ()
+    if v < s.nadir[2]:
+        s.nadir = (et, e.oid, v)
+    return True
+
+
 def _track(tr: Track, e: Obs, v: float, below: bool, confirmations: int, gap_s: float) -> str | None:
     """One result through one episode track: "start" (a new episode), "end" (recovery confirmed
     by ``confirmations`` results back at or above the limit), "restart" (this result is below the
@@ -326,7 +392,7 @@ def _track(tr: Track, e: Obs, v: float, below: bool, confirmations: int, gap_s: 
     if below:
         if not tr.open or (tr.above and et - tr.last > gap_s):
             how = RESTART if tr.open else "start"
-            tr.open, tr.start, tr.nadir, tr.chronic = True, (et, e.oid, v), (et, e.oid, v), False
+            tr.open, tr.start, tr.nadir = True, (et, e.oid, v), (et, e.oid, v)
             tr.above, tr.last, tr.back = 0, et, ()
             return how
         tr.above, tr.last, tr.back = 0, et, ()

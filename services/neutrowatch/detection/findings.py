@@ -46,6 +46,6 @@ SEVERITY = {
     "rapid_decline": "warning", "recovery": "info", "chronic_neutropenia": "warning",
     "cyclic_neutropenia_suspected": "warning", "post_ivig_neutropenia_pattern": "warning",
     "ivig_baseline_missing": "warning", "drug_associated_neutropenia_suspected": "warning",
-    "febrile_neutropenia": "critical", "alert_retracted": "info",
+    "febrile_neutropenia": "critical", "expected_dip": "info", "alert_retracted": "info",
 }
 KINDS = tuple(SEVERITY)

@@ -129,7 +129,7 @@ def merge_obs(rows: tuple[Obs, ...], new: Obs, low_alarms: bool = True) -> tuple
     old = None
     oid = new.oid
     for r in rows:
-        if r.oid == oid:
+        if r.oid == oid and _same_result(r, new):
             old = r
             break
     if old is not None:
@@ -144,6 +144,13 @@ def merge_obs(rows: tuple[Obs, ...], new: Obs, low_alarms: bool = True) -> tuple
     out = list(rows)
     insort(out, new, key=_order)
     return tuple(out), new.t
+
+
+def _same_result(a: Obs, b: Obs) -> bool:
+    """Versions of one result share its id; a cancellation (X, cannot obtain) is a version only
+    of the result collected when it was: an order cancelled, recollected and resulted under the
+    same order number is two results (the X is no version of the later count, and outranks none)."""
+    return a.t == b.t or "X" not in (a.st, b.st)
 
 
 def merge_adm(rows: tuple[Adm, ...], new: Adm) -> tuple[tuple[Adm, ...], int | None]:

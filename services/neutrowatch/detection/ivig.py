@@ -35,6 +35,7 @@ class Course:
     recovery: Obs | None = None
     recovered: bool | None = None
     dip: bool = False
+    expected: bool = False  # its dip was an expected one (expected.py)
 
     @property
     def evaluable(self) -> bool:

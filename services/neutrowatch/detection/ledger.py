@@ -76,6 +76,11 @@ class Ledger:
         """The entries less those of alerts withdrawn (which differ with the arrival order)."""
         return {aid: e for aid, e in self.entries.items() if e.status != WITHDRAWN}
 
+    def sent_ids(self) -> set[str]:
+        """Every id an alert has gone out under (a consumer keeps one alert per id): no other
+        alert may be sent under one of them."""
+        return {e.sent_as or aid for aid, e in self.entries.items() if e.status != UNSENT}
+
     def with_status(self, status: str) -> set[str]:
         return {aid for aid, e in self.entries.items() if e.status == status}
 

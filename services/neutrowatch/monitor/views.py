@@ -132,14 +132,14 @@ def _point(o: Obs | None, start: int) -> dict[str, Any] | None:
             "days_after_start": round((o.t - start) / DAY, 2)}
 
 
-def _episode(name: str, track: Track) -> dict[str, Any] | None:
+def _episode(name: str, track: Track, chronic: bool = False) -> dict[str, Any] | None:
     if not track.open:
         return None
     t, oid, v = track.start
     nt, noid, nv = track.nadir or track.start
     return {"kind": name, "started_at": iso(t), "start_observation_id": oid, "start_value": _num(v),
             "nadir_at": iso(nt), "nadir_observation_id": noid, "nadir_value": _num(nv),
-            "chronic": track.chronic}
+            "chronic": chronic}
 
 
 def patient_state(state: PatientState, config: DetectionConfig,
@@ -148,7 +148,7 @@ def patient_state(state: PatientState, config: DetectionConfig,
     evidence has left the kept history (engine.kept_ids); they are listed as they were sent."""
     live = [o for o in state.anc if o.v is not None]
     carry = fold(live, _limits_at(state, config), state.carry or Carry(), config, emit=False).carry
-    episodes = [e for e in (_episode("neutropenia", carry.neutropenia), _episode("severe", carry.severe),
+    episodes = [e for e in (_episode("neutropenia", carry.neutropenia, carry.stretch.chronic), _episode("severe", carry.severe),
                             _episode("agranulocytosis", carry.agran)) if e]
     standing = [a.to_record() for a in active_alerts(state, config) if a.kind in PATTERN_KINDS]
     standing += [sent[aid] for aid in sorted(kept_ids(state)) if sent and aid in sent]
