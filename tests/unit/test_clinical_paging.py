@@ -9,6 +9,7 @@ time, and what is asserted is what on call receives: kind, severity, time and te
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from clinical_events import T0, count, series
@@ -119,6 +120,21 @@ def test_expected_dip_handling_can_be_turned_off_globally_and_per_patient():
     for config in (off, per_patient):
         alerts, _ = sent(events, config)
         assert len(pages(alerts)) == 5 and kinds(alerts, "expected_dip") == []
+
+
+def test_a_cyclic_trough_that_arrives_when_the_period_predicts_is_recorded_not_paged():
+    alerts, _ = sent(scenario_builder.cyclic_dense().events)
+    assert pages(alerts) == [("severe_neutropenia", "2024-01-15"), ("severe_neutropenia", "2024-02-05")]
+    [trough] = kinds(alerts, "expected_dip")
+    assert trough.summary.startswith("Expected cyclic trough: ANC 640/uL, when the ~21-day cycle predicts "
+                                     "one (2024-02-26), no deeper than its usual nadir 190/uL")
+
+
+def test_a_cyclic_trough_much_deeper_than_the_cycle_pages():
+    p = scenario_builder.cyclic_dense()
+    p.events = [e if e.observation_id != "cyclic-dense-o025" else replace(e, value=60.0) for e in p.events]
+    alerts, _ = sent(p.events)
+    assert ("agranulocytosis", "2024-02-26") in pages(alerts)
 
 
 # ---------------------------------------------------------------------------- one page per episode

@@ -148,6 +148,16 @@ def _at(anc: list[Obs], i: int | None) -> Obs | None:
     return anc[i] if i is not None and 0 <= i < len(anc) else None
 
 
+def _expected_trough(f: Finding, anc, config):
+    c = f.ctx
+    s = (f"Expected cyclic trough: ANC {_cnt(f.value)}, when the ~{c['period_days']:g}-day cycle "
+         f"predicts one ({iso(c['predicted'])[:10]}), no deeper than its usual nadir "
+         f"{_cnt(c['usual_nadir'])}; recorded, not paged.")
+    return s, {"period_days": c["period_days"], "predicted_at": iso(c["predicted"]),
+               "usual_nadir": _num(c["usual_nadir"]), "margin": _num(c["margin"]),
+               "observations": [obs(anc[c["index"]])]}
+
+
 def _grade(f: Finding, anc, adms, config):
     c, lim = f.ctx, f.ctx["limits"]
     conf = "confirmed by 2 results" if c.get("confirmed") else "single result, not yet confirmed"
@@ -186,11 +196,17 @@ def _onset(f: Finding, anc, adms, config):
         ev["episode_start"] = obs(c["episode"])
     if ref:
         ev["rapid_decline"] = {"from": obs(ref), "fraction": round(f.value / ref.v, 2)}  # type: ignore[operator]
-    if "deviation" in c:
+    if "course" in c:
         ev["post_ivig_deviation"] = {"how": c["deviation"], "usual_nadir": _num(c["usual_nadir"]),
                                      "recovery_days": _num(c["recovery_days"]),
                                      "infusion": [adm(a) for a in c["course"].adms]}
+    elif "deviation" in c:
+        ev["cyclic_deviation"] = {"how": c["deviation"], "usual_nadir": _num(c["usual_nadir"])}
     return s, ev
+
+
+def _deeper_than_cycle(f: Finding, c) -> str:
+    return f"deeper than this patient's usual cyclic trough (nadir so far {_cnt(c['usual_nadir'])})"
 
 
 def _days_after(f: Finding, c) -> str:
@@ -201,6 +217,7 @@ def _days_after(f: Finding, c) -> str:
 _DEVIATION = {
     "deeper": lambda f, c: (f"deeper than this patient's usual post-IVIG dip (deepest so far "
                             f"{_cnt(c['usual_nadir'])}), {_days_after(f, c)}"),
+    "deeper_than_cycle": _deeper_than_cycle,
     "unrecovered": lambda f, c: (f"not recovered from the post-IVIG dip {_days_after(f, c)} (the usual "
                                  f"dip is back above the severe limit by day {_num(c['recovery_days'])})"),
 }
@@ -208,6 +225,8 @@ _DEVIATION = {
 
 def _expected(f: Finding, anc, adms, config):
     c = f.ctx
+    if "course" not in c:
+        return _expected_trough(f, anc, config)
     course = c["course"]
     given = _doses([course.mgkg], [course.mg])
     dose = f" ({given})" if given else ""

@@ -253,6 +253,8 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
         if hit is not None and pattern is None and not _locked(hit.period_days, cs, config):
             findings.append(Finding("cyclic_neutropenia_suspected", "cyclic", hit.t, hit.value,
                                     "warning", {"hit": hit}))
+            if config.expected_dips_for(state.patient_key):
+                findings = expected.cyclic(findings, hit, live, times, limits_at, config)
     elif memo is not state.memo:
         state = state.evolve(memo=memo)
     if state.temps:
@@ -375,7 +377,7 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
         entry = entries.pop(aid)  # re-inserted below, withdrawn: last in the ledger's order
         cause = change.cause if change.cause != "new_result" else (
             "late_result" if change.t <= entry.t else "re-evaluation")
-        if entry.kind == "cyclic_neutropenia_suspected" and cause in ("re-evaluation", "administration"):
+        if entry.kind in ("cyclic_neutropenia_suspected", "expected_dip") and cause in ("re-evaluation", "administration"):
             # a periodicity once found stays found: only the IVIG rules set it aside
             cause = "explained_by_ivig"
         elif cause == "administration" and entry.kind in expected.REPLACED and dips:

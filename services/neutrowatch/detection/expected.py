@@ -14,13 +14,19 @@ What deviates from the course pages, and says how (a severe_neutropenia finding 
   course (the case report's dips recovered by day 15, before the next infusion).
 Counts before the first deviation stay expected (the fold is causal: a later count never turns an
 earlier dip into a page). Agranulocytosis and febrile neutropenia are never replaced.
+
+The same for a suspected cyclic neutropenia (``cyclic``): once the periodicity is found, a trough
+that arrives when the period predicts (within ``cyclic_lock_tolerance`` of a period) and is no
+deeper than the cycle's nadir by more than ``ivig_expected_margin`` is an expected dip; a deeper
+one pages as ``deeper``.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from typing import Callable
 
 from neutrowatch.detection.config import DetectionConfig
+from neutrowatch.detection.cyclic import Periodicity
 from neutrowatch.detection.findings import Finding, Obs
 from neutrowatch.detection.grades import RANK, Limits
 from neutrowatch.detection.ivig import Course
@@ -72,6 +78,40 @@ def apply(findings: list[Finding], cs: list[Course], pattern: Finding, anc: list
             out.append(_deviation(findings, at, deviation, c, usual, anc, limits_at, config, drop))
         if c.evaluable and c.dip:
             nadirs.append(c.nadir.v)  # type: ignore[union-attr]
+    return [f for k, f in enumerate(findings) if k not in drop] + out
+
+
+def cyclic(findings: list[Finding], hit: Periodicity, anc: list[Obs] | tuple[Obs, ...], times: list[int],
+           limits_at: Callable[[int], Limits], config: DetectionConfig) -> list[Finding]:
+    """``findings`` with the troughs after ``hit`` that the period predicts recorded as expected
+    dips in place of what they explain, and deeper ones marked as deviations."""
+    period = hit.period_days * DAY
+    lo, hi = bisect_left(times, hit.t - period), bisect_right(times, hit.t)
+    if lo == hi:  # the cycle's last trough has left the kept history: nothing to predict from
+        return findings
+    trough = min(anc[lo:hi], key=lambda o: o.v).t  # type: ignore[arg-type,return-value]
+    tol = config.cyclic_lock_tolerance * period
+    drop: set[int] = set()
+    by_trough: dict[int, list[int]] = {}
+    out: list[Finding] = []
+    for k, f in enumerate(findings):
+        if f.kind not in REPLACED or f.t <= hit.t or "index" not in f.ctx or not _explained(f):
+            continue
+        n = round((f.t - trough) / period)
+        if n < 1 or abs(f.t - trough - n * period) > tol:
+            continue
+        if f.value < max(limits_at(f.t).agranulocytosis, hit.nadir - config.ivig_expected_margin):  # type: ignore[operator]
+            if f.kind == "severe_neutropenia":
+                drop.add(k)
+                out.append(f._replace(ctx={**f.ctx, "deviation": "deeper_than_cycle", "usual_nadir": hit.nadir}))
+            continue
+        drop.add(k)
+        by_trough.setdefault(n, []).append(k)
+    for n, ks in by_trough.items():
+        low = findings[min(ks, key=lambda k: findings[k].value)]  # type: ignore[arg-type,return-value]
+        out.append(Finding("expected_dip", f"{hit.oid}:{n}", low.t, low.value, "info",
+                           {"index": low.ctx["index"], "usual_nadir": hit.nadir, "period_days": hit.period_days,
+                            "predicted": int(trough + n * period), "margin": config.ivig_expected_margin}))
     return [f for k, f in enumerate(findings) if k not in drop] + out
 
 

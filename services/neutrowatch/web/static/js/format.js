@@ -5,7 +5,7 @@ export const KIND = {
   rapid_decline: "Rapid decline", recovery: "Recovery", chronic_neutropenia: "Chronic neutropenia",
   cyclic_neutropenia_suspected: "Cyclic neutropenia suspected",
   post_ivig_neutropenia_pattern: "Post-IVIG neutropenia pattern", ivig_baseline_missing: "IVIG baseline missing",
-  expected_dip: "Expected post-IVIG dip",
+  expected_dip: "Expected dip",
   drug_associated_neutropenia_suspected: "Drug-associated neutropenia suspected",
   febrile_neutropenia: "Febrile neutropenia", alert_retracted: "Alert retracted",
 };
