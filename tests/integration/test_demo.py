@@ -95,6 +95,10 @@ def test_demo_replays_the_patients_prints_their_alerts_and_stops_cleanly(tmp_pat
     for p in dataset.manifest()["patients"]:
         assert kinds.get(p["key"], set()) == set(p["expect"]), p["key"]
     assert "GENHOSP|MRN0042" in kinds  # the public sample messages are replayed too
+    # pages per patient: the IVIG case and the cyclic patient are paged twice (their later dips are
+    # expected, recorded not paged), the febrile patient for the severe count and the fever
+    for key, n in (("DEMOHOSP|IVIG-01", 2), ("CYCLIC-02", 2), ("FEBRILE-03", 2)):
+        assert re.search(rf"{re.escape(key)} \d+ \({n} paged\)", text), text[-3000:]
     assert re.search(r"notify: [1-9]\d* notifications \(\d+ alerts\) delivered to the demo.s webhook receivers", text)
 
     # the pages and the token

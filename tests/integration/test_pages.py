@@ -226,7 +226,8 @@ def test_ivig_case_timeline_draws_every_count_infusion_and_alert(stack, ivig_cas
     # the panels: one IVIG course row per infusion, every alert listed
     assert page.page.locator("#ivig-table tbody tr").count() == want["ivig"]
     assert page.page.locator("#patient-alerts tbody tr").count() == len(alerts)
-    assert page.page.locator("#patterns li").first.inner_text().startswith("Post-IVIG neutropenia pattern")
+    patterns = [li.inner_text() for li in page.page.locator("#patterns li").all()]
+    assert sorted(p.split(" WARNING")[0] for p in patterns) == ["Chronic neutropenia", "Post-IVIG neutropenia pattern"]
     page.page.screenshot(path=str(SHOTS / "neutrowatch-patient-ivig.png"), full_page=True)
     page.page.locator("section.card").first.screenshot(path=str(SHOTS / "neutrowatch-patient-ivig-chart.png"))
     assert page.console_errors == [] and page.page_errors == []

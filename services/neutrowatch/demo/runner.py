@@ -320,14 +320,18 @@ class Demo:
                f"over HTTP; {hl7 + fhir - refused} accepted, {refused} refused with the reason"
                + (" (public samples without a collection time)" if refused else ""))
         per = Counter(a.get("patient_key") for a in self.alerts)
+        pages = Counter(a.get("patient_key") for a in self.alerts if a.get("severity") == "critical")
         parts = []
         for section in self.sections:
             if section.key:
                 n = per.get(section.key, 0)
-                parts.append(f"{section.key} {n}" + (" (quiet: her own baseline is in the demo's detection "
-                                                      "config)" if not section.expect and n == 0 else ""))
+                parts.append(f"{section.key} {n} ({pages.get(section.key, 0)} paged)"
+                             + (" (quiet: her own baseline is in the demo's detection config)"
+                                if not section.expect and n == 0 else ""))
         samples = sum(n for k, n in per.items() if k not in self.section_of)
-        c.line(f"{len(self.alerts)} alerts: " + ", ".join(parts) + f", public samples {samples}")
+        sample_pages = sum(n for k, n in pages.items() if k not in self.section_of)
+        c.line(f"{len(self.alerts)} alerts, {sum(pages.values())} critical pages: " + ", ".join(parts)
+               + f", public samples {samples} ({sample_pages} paged)")
         if self.first_alert_after is not None:
             c.line(f"first alert after {self.first_alert_after:.0f} s (from the start of `neutrowatch demo`)")
         sent = Counter(d.receiver for d in self.sink.deliveries)

@@ -377,8 +377,10 @@ def _diff(state: PatientState, current: dict[str, Finding], change: Change, even
         entry = entries.pop(aid)  # re-inserted below, withdrawn: last in the ledger's order
         cause = change.cause if change.cause != "new_result" else (
             "late_result" if change.t <= entry.t else "re-evaluation")
-        if entry.kind in ("cyclic_neutropenia_suspected", "expected_dip") and cause in ("re-evaluation", "administration"):
-            # a periodicity once found stays found: only the IVIG rules set it aside
+        if entry.kind in ("cyclic_neutropenia_suspected", "expected_dip") \
+                and cause in ("re-evaluation", "administration"):
+            # a periodicity (and the troughs it predicted) once found stays found: only the IVIG
+            # rules set it aside
             cause = "explained_by_ivig"
         elif cause == "administration" and entry.kind in expected.REPLACED and dips:
             cause = "expected_post_ivig_dip"  # infusion records arriving after the counts
