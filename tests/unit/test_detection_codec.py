@@ -76,3 +76,16 @@ def test_the_current_version_round_trips_the_chronic_clock_and_the_ledger():
 def test_an_unknown_version_is_refused():
     with pytest.raises(ValueError, match="unsupported patient state version 3"):
         codec.load({"v": 3})
+
+
+def test_version_1_packed_stamps_load_as_reported_and_ingested_times():
+    # version 1 packed both stamps of a version into one integer: reported * 10^16 + ingested us
+    reported, ingested_us = 1_704_103_200, 1_704_106_800_123_456
+    old = {"v": 1, "pk": "H|p", "pid": "p", "a": {"t": [1_704_099_600, 60], "v": [300, 2000],
+                                                   "o": ["a", "b"], "s": "CF",
+                                                   "r": [[0, reported * 10 ** 16 + ingested_us], [1, reported]]}}
+    state = codec.load(old)
+    assert [(o.rep, o.ing) for o in state.anc] == [(reported, ingested_us), (reported, 0)]
+    doc = codec.dump(state)
+    assert doc["a"]["r"] == [[0, reported], [1, reported]] and doc["a"]["n"] == [[0, ingested_us]]
+    assert codec.load(json.loads(json.dumps(doc))) == state

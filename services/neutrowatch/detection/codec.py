@@ -8,7 +8,10 @@ module: the model keeps plain typed fields.
 Version 2 (as version 1, which states written before it still have, except where said):
   pk, pid, aa, bd                patient key, id, assigning authority, birth date
   a, t                           ANC and temperature columns: t (deltas), v, o (ids less p, the
-                                 common prefix), s (statuses), r ([index, rep] where rep != 0)
+                                 common prefix), s (statuses), r ([index, reported-at s] where
+                                 known), n ([index, ingested-at us] where known). Version 1: no n;
+                                 r packs both, reported * 10^16 + ingested us (or reported alone,
+                                 below 10^12, without an ingest stamp)
   m                              administrations: t, e (end - start), c (class), d (mg/kg), g (mg),
                                  o, p, s, r
   c                              the fold carry of the dropped prefix: [grade, pending,
@@ -73,7 +76,8 @@ def load(d: dict[str, Any]) -> PatientState:
     return PatientState(
         patient_key=d.get("pk", ""), patient_id=d.get("pid", ""),
         assigning_authority=d.get("aa"), birth_date=d.get("bd"),
-        anc=_obs_rows(d.get("a")), temps=_obs_rows(d.get("t")), adms=_adm_rows(d.get("m")),
+        anc=_obs_rows(d.get("a"), version), temps=_obs_rows(d.get("t"), version),
+        adms=_adm_rows(d.get("m")),
         carry=(_carry if version == VERSION else _carry_v1)(d["c"]) if d.get("c") else None,
         ivig_prior=tuple((int(x[0]), x[1], x[2] if len(x) > 2 else None) for x in d.get("ip", ())),
         horizon=d.get("h"), ledger=Ledger({row[0]: _entry(row[1:]) for row in d.get("e", ())}),
@@ -200,28 +204,39 @@ def _floats(vs: list) -> list[float | None]:
 
 
 def _obs_cols(rows: tuple[Obs, ...]) -> dict[str, Any]:
-    ts, vs, oids, sts, reps = zip(*rows)
+    ts, vs, oids, sts, reps, ings = zip(*rows)
     prefix, ids = _ids(oids)
     d: dict[str, Any] = {"t": _deltas(ts), "v": _nums(vs), "o": ids, "s": "".join(sts)}
     if prefix:
         d["p"] = prefix
     if any(reps):
         d["r"] = [[i, rep] for i, rep in enumerate(reps) if rep]
+    if any(ings):
+        d["n"] = [[i, ing] for i, ing in enumerate(ings) if ing]
     return d
 
 
-def _obs_rows(d: dict[str, Any] | None) -> tuple[Obs, ...]:
+def _obs_rows(d: dict[str, Any] | None, version: int) -> tuple[Obs, ...]:
     if not d:
         return ()
     p = d.get("p", "")
     ts, vs, os_, ss = _undelta(d["t"]), _floats(d["v"]), d["o"], d["s"]
     if p:
         os_ = [p + o for o in os_]
-    reps = [0] * len(ts)
+    reps, ings = [0] * len(ts), [0] * len(ts)
     for i, rep in d.get("r", ()):
-        reps[i] = rep
+        reps[i], ings[i] = (rep, 0) if version == VERSION else _unpacked_v1(rep)
+    for i, ing in d.get("n", ()):
+        ings[i] = ing
     new = tuple.__new__
-    return tuple([new(Obs, row) for row in zip(ts, vs, os_, ss, reps)])
+    return tuple([new(Obs, row) for row in zip(ts, vs, os_, ss, reps, ings)])
+
+
+def _unpacked_v1(rep: int) -> tuple[int, int]:
+    """Version 1's packed stamps: (reported-at s, ingested-at us)."""
+    if -10 ** 12 < rep < 10 ** 12:  # reported-at alone: no ingest stamp
+        return rep, 0
+    return divmod(rep, 10 ** 16)
 
 
 def _adm_cols(rows: tuple[Adm, ...]) -> dict[str, Any]:

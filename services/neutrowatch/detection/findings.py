@@ -9,13 +9,15 @@ from typing import Any, NamedTuple
 
 class Obs(NamedTuple):
     """One normalised result in the history: epoch seconds, value (None = deleted), id, status,
-    reported-at epoch seconds (0 when unknown; breaks ties between versions of equal rank)."""
+    reported-at epoch seconds and ingested-at epoch microseconds (0 when unknown; they order the
+    versions of one result of equal status rank)."""
 
     t: int
     v: float | None
     oid: str
     st: str
     rep: int = 0
+    ing: int = 0
 
 
 class Adm(NamedTuple):

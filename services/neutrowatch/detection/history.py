@@ -15,10 +15,8 @@ from before ingest kept them, or a producer that does not stamp, such as offline
 files) nothing says which came later, and the tie goes the safe way, to the more alarming value
 (the lower count, the higher temperature).
 
-``Obs.rep`` carries both times, packed into one integer so the stored state keeps its shape: the
-reported-at epoch seconds alone (0 when unknown) without an ingest stamp, the only form stored
-before stamps were kept; with one, ``reported * _PACK + ingested-at epoch microseconds``
-(``rep_of``, ``_stamps``).
+``Obs.rep`` is the reported-at time (epoch seconds) and ``Obs.ing`` the ingest stamp (epoch
+microseconds), each 0 when unknown.
 
 A value reported as a bound is kept one float step past it (``lab_obs``): "<100" as the float just
 below 100, so every rule reads it as strictly below 100 (agranulocytosis is ANC < 100) and the
@@ -64,40 +62,27 @@ def lab_obs(ev: LabResult) -> Obs:
     if value is not None and ev.comparator in _NUDGE:
         value = math.nextafter(value, _NUDGE[ev.comparator])
     return Obs(epoch(ev.collected_at), value, ev.observation_id, ev.status,
-               rep_of(ev.reported_at, ev.ingested_at))
+               epoch(ev.reported_at) if ev.reported_at else 0, ingested_micros(ev.ingested_at))
 
 
 # "<X": strictly below X, the float just below it; ">X" just above. "<=X" / ">=X" may be X.
 _NUDGE = {"<": -math.inf, ">": math.inf}
 
 
-# Obs.rep with an ingest stamp: reported-at seconds * _PACK + ingested-at microseconds (the
-# microseconds stay below _PACK until the year 2286). Without one it is the reported-at seconds
-# alone (the only form before ingest stamps were kept): |rep| < _LEGACY, while a packed rep is
-# at least the ingested-at microseconds (>= _LEGACY for any time after 1970-01-12).
-_PACK = 10 ** 16
-_LEGACY = 10 ** 12
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
+# a plausible ingest time in epoch microseconds: after 1970-01-12, before the year 2286
+INGEST_US_MIN, INGEST_US_MAX = 10 ** 12, 10 ** 16
 
 
-def rep_of(reported: datetime | None, ingested: datetime | None) -> int:
-    rep = epoch(reported) if reported else 0
+def ingested_micros(ingested: datetime | None) -> int:
+    """The ingest stamp in epoch microseconds; 0 when there is none or it is not plausible."""
     if ingested is None:
-        return rep
+        return 0
     if ingested.tzinfo is None:  # the schema asks for an offset; read a bare time as UTC
         ingested = ingested.replace(tzinfo=timezone.utc)
     micros = (ingested - _EPOCH) // _US
-    if not _LEGACY <= micros < _PACK:  # not a plausible ingest time: as if unstamped
-        return rep
-    return rep * _PACK + micros
-
-
-def _stamps(rep: int) -> tuple[int, int]:
-    """(reported-at epoch seconds, ingested-at epoch microseconds), 0 where unknown."""
-    if -_LEGACY < rep < _LEGACY:
-        return rep, 0
-    return divmod(rep, _PACK)
+    return micros if INGEST_US_MIN <= micros < INGEST_US_MAX else 0
 
 
 def adm_row(ev: MedicationAdministration) -> Adm:
@@ -115,9 +100,8 @@ def _order(r) -> tuple:
 def _obs_key(o: Obs, low_alarms: bool) -> tuple:
     """Version order; the last resort between versions of equal rank and stamps is the more
     alarming value: the lower count (``low_alarms``), the higher temperature."""
-    reported, ingested = _stamps(o.rep)
     alarm = 0.0 if o.v is None else (-o.v if low_alarms else o.v)
-    return (STATUS_RANK.get(o.st, 0), reported, ingested, alarm, o.t)
+    return (STATUS_RANK.get(o.st, 0), o.rep, o.ing, alarm, o.t)
 
 
 def _adm_key(a: Adm) -> tuple:
