@@ -149,8 +149,7 @@ def test_results_in_order_never_withdraw_an_alert_nor_raise_one_about_old_result
     # however long the history; and every alert is about the newest results, not about one the
     # history bound made look new. (A suspected cyclic neutropenia is the exception by design: an
     # IVIG course whose interval matches the period explains it away, and one that stops matching
-    # brings it back, dated at the count where the series first looked periodic; so are the
-    # expected troughs it predicted.)
+    # brings it back, dated at the count where the series first looked periodic.)
     state = PatientState.empty()
     for ev in events:
         state, alerts = step(state, ev, CONFIG)
@@ -158,8 +157,7 @@ def test_results_in_order_never_withdraw_an_alert_nor_raise_one_about_old_result
         for a in alerts:
             record = a.to_record()
             kind = record["evidence"]["retracted_kind"] if a.kind == "alert_retracted" else a.kind
-            if kind == "cyclic_neutropenia_suspected" or (
-                    kind == "expected_dip" and record["evidence"].get("cause") == "explained_by_ivig"):
+            if kind == "cyclic_neutropenia_suspected":
                 continue
             assert a.kind != "alert_retracted", a.summary
             observed = datetime.fromisoformat(record["observed_at"].replace("Z", "+00:00"))

@@ -253,8 +253,10 @@ def evaluate(state: PatientState, config: DetectionConfig) -> tuple[list[Finding
         if hit is not None and pattern is None and not _locked(hit.period_days, cs, config):
             findings.append(Finding("cyclic_neutropenia_suspected", "cyclic", hit.t, hit.value,
                                     "warning", {"hit": hit}))
-            if config.expected_dips_for(state.patient_key):
-                findings = expected.cyclic(findings, hit, live, times, limits_at, config)
+        if hit is not None and config.expected_dips_for(state.patient_key):
+            # the troughs a periodicity predicts stay expected when IVIG explains the cycle (the
+            # suspicion is withdrawn; the counts did not change): never a late page for them
+            findings = expected.cyclic(findings, hit, live, times, limits_at, config)
     elif memo is not state.memo:
         state = state.evolve(memo=memo)
     if state.temps:
