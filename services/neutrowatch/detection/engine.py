@@ -307,8 +307,10 @@ def kept_ids(state: PatientState) -> set[str]:
 
 # alerts about an episode as a whole: a late result moving its start earlier does not make it new
 EPISODE_ALERTS = ("severe_neutropenia", "agranulocytosis", "chronic_neutropenia")
-# alerts decided by the counts up to their own (episodes.py): a later count cannot change them
-CAUSAL_ALERTS = EPISODE_ALERTS + ("rapid_decline", "grade_change", "recovery")
+# alerts decided by the counts up to their own, the count their id names (episodes.py): a later
+# count cannot change them. (A recovery's or a chronic alert's id names its episode's start: the
+# count that decides it can move later.)
+CAUSAL_ALERTS = ("severe_neutropenia", "agranulocytosis", "rapid_decline", "grade_change")
 
 
 def _holding(state: PatientState, findings: list[Finding]) -> dict[str, Finding]:
