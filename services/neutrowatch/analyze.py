@@ -254,7 +254,10 @@ def _hl7(data: bytes, name: str, codes: Any, report: Report, zone: tzinfo) -> li
     out: list[Event] = []
     for n, message in enumerate(split_messages(data), 1):
         try:
-            out.extend(parse_hl7(message, codes, zone).events)
+            result = parse_hl7(message, codes, zone)
+            out.extend(result.events)
+            report.rejected.extend(Rejected(name, f"message {n}", p.code, p.reason, p.field)
+                                   for p in result.problems)
         except InputRejected as exc:
             r = exc.rejection
             report.rejected.append(Rejected(name, f"message {n}", r.code, r.reason, r.field))

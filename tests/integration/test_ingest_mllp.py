@@ -84,6 +84,35 @@ def test_a_resent_message_produces_no_second_event(stack, kafka_bootstrap):
     assert [r["value"] for r in records] == [400]
 
 
+def test_a_reused_control_id_with_other_content_is_a_new_message(stack, kafka_bootstrap):
+    # a sender whose counter reset sends another patient's result under an id seen before
+    mllp_port, _ = stack
+    control_id = new_id()
+    first = oru(control_id, "REUSE1", "OBX|1|NM|751-8^Neutrophils^LN||3.0|10*3/uL|||||F")
+    second = oru(control_id, "REUSE2", "OBX|1|NM|751-8^Neutrophils^LN||0.05|10*3/uL|||||F")
+    for message in (first, second, second):  # the second twice: the same bytes again are a resend
+        assert ack_of(send(mllp_port, message))[0] == "AA"
+    records = read_records(kafka_bootstrap, LAB, lambda r: r["source"].get("message_id") == control_id, expect=2)
+    assert sorted((r["patient_id"], r["value"]) for r in records) == [("REUSE1", 3000), ("REUSE2", 50)]
+
+
+def test_a_cbc_with_an_unreadable_percent_keeps_its_direct_count_and_warns(stack, kafka_bootstrap):
+    mllp_port, _ = stack
+    control_id = new_id()
+    message = oru(control_id, "MASKED1", "OBX|1|NM|770-8^Neutrophils/100 leukocytes^LN||___|%|||||F")
+    message += "OBX|2|NM|751-8^Neutrophils^LN||0.08|K/uL|||||F\r"
+    ack = send(mllp_port, message)
+    code, acked_id, text = ack_of(ack)
+    assert (code, acked_id) == ("AA", control_id)
+    assert text.startswith("accepted; 1 result(s) could not be used")
+    err = ack.segment("ERR")
+    assert (str(err[2]), str(err[4]), str(err[5])) == ("OBX^1^5", "W", "non_numeric_value")
+    [anc] = read_records(kafka_bootstrap, LAB, lambda r: r["source"].get("message_id") == control_id, expect=1)
+    assert (anc["value"], anc["provenance"]) == (80, "direct")
+    [letter] = read_records(kafka_bootstrap, DEAD, lambda r: r["source"].get("message_id") == control_id, expect=1)
+    assert (letter["reason_code"], letter["field"]) == ("non_numeric_value", "OBX[1]-5")
+
+
 def test_ras_o17_ivig_administration_lands_on_its_topic(stack, kafka_bootstrap):
     mllp_port, _ = stack
     control_id = new_id()
@@ -112,6 +141,10 @@ BAD_MESSAGES = {
     "negative ANC": (lambda cid: oru(cid, "P1", "OBX|1|NM|751-8^ANC^LN||-0.5|10*3/uL|||||F"), "implausible_value", "OBX"),
     "ANC over 200,000": (lambda cid: oru(cid, "P1", "OBX|1|NM|751-8^ANC^LN||250|10*3/uL|||||F"),
                          "implausible_value", "OBX"),
+    "count sent as text (TX)": (lambda cid: oru(cid, "P1", "OBX|1|TX|751-8^ANC^LN||0.45|10*3/uL|||||F"),
+                                "non_numeric_value", "OBX"),
+    "message cut inside the count's OBX": (lambda cid: oru(cid, "P1", "OBX|1|NM|751-8^ANC^LN||"),
+                                           "missing_value", "OBX"),
     "collected in 2062 (a mistyped year)": (
         lambda cid: oru(cid, "P1", "OBX|1|NM|751-8^ANC^LN||1.2|10*3/uL|||||F").replace(
             "|||20260101080000+0000", "|||20620101080000+0000"), "future_time", "SPM-17/OBR-7/OBX-14"),

@@ -103,6 +103,10 @@ def test_ras_rejections(old, new, code, field):
     assert (r.code, r.field) == (code, field)
 
 
+def _without_wbc(text):
+    return text.replace("|26464-8^Leukocytes", "|99999-9^Leukocytes")  # nothing to derive from
+
+
 def _nist_obx18(new_value=None, new_unit=None):
     text = hl7_text(NIST_CBC)
     if new_value is not None:
@@ -119,14 +123,27 @@ def _nist_obx18(new_value=None, new_unit=None):
     (_nist_obx18(new_value="-1"), "implausible_value", "OBX[18]-5"),
     (_nist_obx18(new_value="250"), "implausible_value", "OBX[18]-5"),
 ])
-def test_bad_observations_reject_the_message(text, code, field):
-    r = rejected(text)
+def test_an_unreadable_direct_count_is_named_and_the_count_derived_from_the_rest(text, code, field):
+    # the specimen's leukocytes (105600/uL) and neutrophils (55 %) still give its count
+    result = parse_hl7(text)
+    [anc] = result.events
+    assert (anc.provenance, anc.value) == ("derived", 58080)
+    [problem] = result.problems
+    assert (problem.code, problem.field) == (code, field)
+    assert "PATID1234" not in problem.reason
+
+
+@pytest.mark.parametrize("text,code,field", [
+    (_nist_obx18(new_unit="mmol/L"), "unknown_unit", "OBX[18]-6"),
+    (_nist_obx18(new_value="many"), "non_numeric_value", "OBX[18]-5"),
+])
+def test_an_unreadable_count_with_nothing_else_usable_rejects_the_message(text, code, field):
+    r = rejected(_without_wbc(text))
     assert (r.code, r.field) == (code, field)
-    assert "PATID1234" not in r.reason
 
 
 def test_unknown_unit_reason_names_field_unit_and_code():
-    r = rejected(_nist_obx18(new_unit="mmol/L"))
+    r = rejected(_without_wbc(_nist_obx18(new_unit="mmol/L")))
     assert r.reason == "OBX[18]-6 unit 'mmol/L' is not a known unit for LOINC 26499-4 (neutrophils #/volume)"
 
 
@@ -197,7 +214,7 @@ def test_split_messages_mllp_and_plain():
 
 
 def test_ack_for_a_rejection_parses_back():
-    text = _nist_obx18(new_unit="mmol/L")
+    text = _without_wbc(_nist_obx18(new_unit="mmol/L"))
     r = rejected(text)
     ack = build_ack(read_header(text), "AE", r, "ACK123", "20240101120000+0000")
     message = hl7.parse(ack)
@@ -227,3 +244,14 @@ def test_ack_accept():
     assert [str(s[0]) for s in message] == ["MSH", "MSA"]
     assert str(message.segment("MSH")[12]) == "2.3"
     assert str(message.segment("MSA")[2]) == "13"
+
+
+def test_an_accepting_ack_names_each_result_not_kept_as_a_warning():
+    text = _nist_obx18(new_value="many")
+    result = parse_hl7(text)
+    ack = hl7.parse(build_ack(read_header(text), "AA", None, "ACK124", "20240101120000+0000",
+                              result.problems))
+    assert str(ack.segment("MSA")[1]) == "AA"
+    assert str(ack.segment("MSA")[3]).startswith("accepted; 1 result(s) could not be used")
+    err = ack.segment("ERR")
+    assert (str(err[2]), str(err[4])) == ("OBX^18^5", "W")

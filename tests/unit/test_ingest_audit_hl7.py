@@ -201,3 +201,51 @@ def test_an_unknown_zone_name_is_refused_at_start():
     from neutrowatch.platform.settings import Settings
     with pytest.raises(ValidationError, match="IANA"):
         Settings(hl7_default_timezone="Europe/Londn")
+
+
+# ---------------------------------------------------------------- result by result
+
+
+def pct_obx(value="55", seq=2):
+    return f"OBX|{seq}|NM|770-8^Neutrophils/100 leukocytes in Blood by Automated count^LN||{value}|%||L|||F"
+
+
+def wbc_obx(value="1.6", seq=3):
+    return f"OBX|{seq}|NM|6690-2^Leukocytes [#/volume] in Blood by Automated count^LN||{value}|10*3/uL||L|||F"
+
+
+def test_a_masked_percent_does_not_throw_away_the_direct_count():
+    # 83 of 896 real specimens with a readable ANC were lost this way: refused whole as non_numeric
+    result = parse_hl7(oru(pct_obx("___"), wbc_obx(), anc_obx("0.08", "K/uL").replace("OBX|1|", "OBX|4|")))
+    [anc] = result.events
+    assert (anc.value, anc.provenance) == (80, "direct")
+    [problem] = result.problems
+    assert (problem.code, problem.field) == ("non_numeric_value", "OBX[1]-5")
+
+
+def test_no_count_is_derived_from_a_specimen_one_of_whose_inputs_is_unreadable():
+    # WBC x (an unreadable %) would be a count computed without it: none is made, and the sender
+    # is told; the temperature of the same message is kept
+    temp = "OBX|5|NM|8310-5^Body temperature^LN||38.6|Cel||H|||F"
+    result = parse_hl7(oru(pct_obx("___"), wbc_obx(), temp))
+    assert [e.analyte for e in result.events] == ["body_temperature"]
+    assert [p.code for p in result.problems] == ["non_numeric_value", "anc_not_derived"]
+
+
+@pytest.mark.parametrize("obx,code,field", [
+    (anc_obx("0.45").replace("|NM|", "|TX|"), "non_numeric_value", "OBX[1]-2"),
+    (anc_obx("0.45").replace("|NM|", "|CWE|"), "non_numeric_value", "OBX[1]-2"),
+    (anc_obx("^0.45"), "non_numeric_value", "OBX[1]-5"),
+    ("OBX|1|NM|751-8^Neutrophils [#/volume] in Blood^LN||", "missing_value", "OBX[1]-5"),  # cut short
+])
+def test_a_count_that_cannot_be_read_is_refused_never_acknowledged_and_dropped(obx, code, field):
+    # each was accepted as "0 events" before: AA for a count never kept
+    with pytest.raises(InputRejected) as info:
+        parse_hl7(oru(obx))
+    assert (info.value.rejection.code, info.value.rejection.field) == (code, field)
+
+
+def test_a_cancelled_result_needs_no_numeric_value():
+    obx = anc_obx("Cannot obtain", status="X").replace("|NM|", "|TX|")
+    [anc] = parse_hl7(oru(obx)).events
+    assert (anc.status, anc.value) == ("X", None)

@@ -1,7 +1,9 @@
 """One HL7 v2 message in, one ACK out — and every event on Kafka before an AA.
 
-AA: every event made from the message was acknowledged by Kafka (or it was a resend of one
-    that was). A message with no neutrophil or temperature result is accepted and ignored.
+AA: every event made from the message was acknowledged by Kafka (or it was a resend of the same
+    bytes). A message with no neutrophil or temperature result is accepted and ignored. A message
+    of which only some tracked results could be used: those are on Kafka, each one that could not
+    is on the dead-letter topic, and the AA names it in an ERR of severity W (MSA-3 counts them).
 AE: the message cannot be used; the reason is in MSA-3 and ERR, the raw message is on the
     dead-letter topic. Do not resend it unchanged.
 AR: Kafka could not take it (or its dead letter); nothing was kept; resend later.
@@ -78,12 +80,21 @@ class Hl7Intake:
     async def _accept(self, text: str, header: Hl7Header) -> tuple[str, str]:
         resend_key = ResendGuard.key(header.sending_application, header.sending_facility,
                                      header.message_id) if header.message_id else None
-        if resend_key and await self._guard.seen(resend_key):
-            return "duplicate", self._ack(header, "AA", None)
+        digest = ResendGuard.digest(text)
+        if resend_key:
+            previous = await self._guard.previous(resend_key)
+            if previous == digest:
+                return "duplicate", self._ack(header, "AA", None)
+            if previous is not None:
+                metrics.CONTROL_ID_REUSED.inc()
+                log.warning("HL7 control id reused with other content: processed as a new message")
         result = parse_hl7(text, self._codes, self._default_tz)
-        records = records_of(result.events, self._clock(), self._future_tolerance, _TIME_FIELDS)
+        now = self._clock()
+        records = records_of(result.events, now, self._future_tolerance, _TIME_FIELDS)
+        letters = [dead_letter(text.encode("utf-8", "surrogatepass"), problem, _source(header), now,
+                               result.patient_id) for problem in result.problems]
         try:
-            await self._publisher.publish(records)
+            await self._publisher.publish(records + letters)
         except SchemaError as exc:
             raise InputRejected("schema_violation", f"normalised event fails its schema at {exc.field}: "
                                 f"{exc.message}") from exc
@@ -91,13 +102,16 @@ class Hl7Intake:
             return "unavailable", self._ack(header, "AR", _UNAVAILABLE)
         for record in records:
             metrics.INGEST_EVENTS.labels(record.topic).inc()
+        for problem in result.problems:
+            metrics.INGEST_REJECTIONS.labels(CHANNEL, problem.code).inc()
         if resend_key:
-            await self._guard.remember(resend_key)
-        return ("accepted" if records else "ignored"), self._ack(header, "AA", None)
+            await self._guard.remember(resend_key, digest)
+        return ("accepted" if records else "ignored"), self._ack(header, "AA", None, result.problems)
 
-    def _ack(self, header: Hl7Header | None, code: str, rejection: Rejection | None) -> str:
+    def _ack(self, header: Hl7Header | None, code: str, rejection: Rejection | None,
+             warnings: tuple[Rejection, ...] = ()) -> str:
         now = self._clock().strftime("%Y%m%d%H%M%S+0000")
-        return build_ack(header, code, rejection, uuid.uuid4().hex[:20], now)
+        return build_ack(header, code, rejection, uuid.uuid4().hex[:20], now, warnings)
 
 
 _UNAVAILABLE = Rejection("kafka_unavailable", "the message could not be stored (Kafka unavailable); resend later")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, Sequence
 
 from neutrowatch.domain.events import Rejection
 from neutrowatch.parsing.hl7_text import Hl7Header
@@ -59,8 +59,11 @@ def _version_before_25(version: str) -> bool:
 
 
 def build_ack(header: Hl7Header | None, code: Literal["AA", "AE", "AR"],
-              rejection: Rejection | None, control_id: str, timestamp: str) -> str:
-    """An ACK (segments joined by '\\r') answering ``header``'s message."""
+              rejection: Rejection | None, control_id: str, timestamp: str,
+              warnings: Sequence[Rejection] = ()) -> str:
+    """An ACK (segments joined by '\\r') answering ``header``'s message: MSA-3 and an ERR of
+    severity E for a ``rejection``; for an AA that kept only part of the message, an ERR of
+    severity W per result not kept (``warnings``) and MSA-3 counting them."""
     h = header or Hl7Header()
     version = h.version or "2.5.1"
     trigger = (h.message_type or "").split("^")[1] if "^" in (h.message_type or "") else ""
@@ -70,20 +73,27 @@ def build_ack(header: Hl7Header | None, code: Literal["AA", "AE", "AR"],
         f"ACK^{escape(trigger)}^ACK", escape(control_id), escape(h.processing_id or "P"),
         escape(version),
     ])
-    reason = escape(rejection.reason) if rejection else ""
-    msa = "|".join(["MSA", code, escape(h.message_id or ""), reason])
-    segments = [msh, msa]
     if rejection is not None:
-        err_code, err_text = ERROR_CODES[error_code(rejection.code)]
-        location = error_location(rejection.field)
-        eld = ""
-        if _version_before_25(version):
-            eld = f"{location}^{err_code}&{escape(err_text)}&HL70357" if location else ""
-        segments.append("|".join([
-            "ERR", eld, location, f"{err_code}^{escape(err_text)}^HL70357", "E",
-            escape(rejection.code), "", "", reason,
-        ]))
+        text = rejection.reason
+    elif warnings:
+        text = (f"accepted; {len(warnings)} result(s) could not be used and were not kept "
+                f"(see ERR): " + "; ".join(w.reason for w in warnings))
+    else:
+        text = ""
+    segments = [msh, "|".join(["MSA", code, escape(h.message_id or ""), escape(text)])]
+    issues = [(rejection, "E")] if rejection is not None else []
+    segments += [_err(r, severity, version) for r, severity in issues + [(w, "W") for w in warnings]]
     return "\r".join(segments)
+
+
+def _err(rejection: Rejection, severity: str, version: str) -> str:
+    err_code, err_text = ERROR_CODES[error_code(rejection.code)]
+    location = error_location(rejection.field)
+    eld = ""
+    if _version_before_25(version):
+        eld = f"{location}^{err_code}&{escape(err_text)}&HL70357" if location else ""
+    return "|".join(["ERR", eld, location, f"{err_code}^{escape(err_text)}^HL70357", severity,
+                     escape(rejection.code), "", "", escape(rejection.reason)])
 
 
 __all__ = ["build_ack", "error_code", "error_location", "escape"]

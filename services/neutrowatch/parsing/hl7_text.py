@@ -143,6 +143,13 @@ class Seg:
             return ""
         return str(value).strip() if value is not None else ""
 
+    def raw(self, field: int) -> str:
+        """A whole field as sent (every repetition and component), '' when absent."""
+        try:
+            return str(self._segment[field]).strip()
+        except Exception:
+            return ""
+
     def repetitions(self, field: int) -> int:
         """How many repetitions a field has (0 when absent or empty)."""
         try:

@@ -1,7 +1,11 @@
 """HL7 v2 (2.3 - 2.5.1) ORU^R01 results and RAS^O17 administrations -> canonical events.
 
-Any relevant observation that cannot be used rejects the whole message (the sender gets an AE
-and resends); observations the product does not track are ignored.
+An ORU^R01 is judged result by result: every readable count and temperature becomes an event,
+and each observation the product tracks but cannot read is a problem (``Hl7Result.problems``,
+naming its OBX), never silently dropped. An ANC is not derived from a specimen one of whose
+inputs could not be read (it would be computed without it); a directly reported ANC is used
+whatever else the specimen holds. Observations the product does not track are ignored. A problem
+with the message itself (header, type, a RAS^O17 administration) rejects it whole.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from datetime import datetime, timezone, tzinfo
 
 from neutrowatch.domain.codes import DEFAULT_CODES, CodeMap
 from neutrowatch.domain.events import (Coding, Event, LabResult, Location, MedicationAdministration,
-                                       Source, patient_key)
+                                       Rejection, Source, patient_key)
 from neutrowatch.domain.ids import stable_id
 from neutrowatch.domain.medications import classify, normalise_dose
 from neutrowatch.domain.specimens import Part, anc_from_parts, check_plausible
@@ -36,6 +40,7 @@ class Hl7Result:
     header: Hl7Header
     events: tuple[Event, ...]
     patient_id: str | None
+    problems: tuple[Rejection, ...] = ()  # tracked observations that could not be used
 
 
 @dataclass
@@ -110,7 +115,8 @@ def _message_type(header: Hl7Header) -> str:
 
 def parse_hl7(text: str | bytes, codes: CodeMap = DEFAULT_CODES,
               default_tz: tzinfo = timezone.utc) -> Hl7Result:
-    """Parse one message. Raises InputRejected for anything it cannot use.
+    """Parse one message. Raises InputRejected when nothing in it can be used; otherwise the
+    events and the ``problems`` of the tracked observations that could not be.
 
     A timestamp without a UTC offset is in the sender's zone: MSH-7's offset when MSH-7 states
     one, else ``default_tz`` (the deployment's ``hl7_default_timezone``, e.g.
@@ -121,6 +127,7 @@ def parse_hl7(text: str | bytes, codes: CodeMap = DEFAULT_CODES,
     zone = hl7_offset(header.message_time) or default_tz
     source = Source(type="hl7v2", sending_application=header.sending_application,
                     sending_facility=header.sending_facility, message_id=header.message_id)
+    problems: list[Rejection] = []
     if kind == "RAS^O17":
         segs = segments(text, lambda name, _fields: name in _RAS_SEGMENTS)
         events, patient_id = _parse_ras(segs, header, source, zone)
@@ -128,8 +135,12 @@ def parse_hl7(text: str | bytes, codes: CodeMap = DEFAULT_CODES,
         comp_sep, rep_sep = text[4:5], text[5:6]
         segs = segments(text, lambda name, fields: name in _ORU_SEGMENTS or (
             name == "OBX" and _maps_to_a_role(fields, comp_sep, rep_sep, codes)))
-        events, patient_id = _parse_oru(segs, header, source, codes, zone)
-    return Hl7Result(header=header, events=tuple(events), patient_id=patient_id)
+        events, patient_id = _parse_oru(segs, header, source, codes, zone, problems)
+    if problems and not events:  # nothing usable: the message is refused, naming the first problem
+        first = problems[0]
+        raise InputRejected(first.code, first.reason, first.field)
+    return Hl7Result(header=header, events=tuple(events), patient_id=patient_id,
+                     problems=tuple(dict.fromkeys(problems)))
 
 
 _ORU_SEGMENTS = frozenset({"PID", "PV1", "OBR", "SPM"})
@@ -186,14 +197,11 @@ def _units(obx: Seg) -> list[str]:
 
 
 def _part(obx: Seg, group: _Group, codes: CodeMap, zone: tzinfo) -> Part | None:
-    pairs = [(obx.get(3, 1, 3), obx.get(3, 1, 1)), (obx.get(3, 1, 6), obx.get(3, 1, 4))]
-    found = codes.first_role(pairs)
+    found = codes.first_role([(obx.get(3, 1, 3), obx.get(3, 1, 1)), (obx.get(3, 1, 6), obx.get(3, 1, 4))])
     if found is None:
         return None
     role, index = found
     value_type = obx.get(2).upper()
-    if value_type not in _QUANTITY_TYPES:
-        return None  # coded or narrative results are not quantities
     base = 3 * index
     code = Coding(code=obx.get(3, 1, base + 1), system=obx.get(3, 1, base + 3) or None,
                   display=obx.get(3, 1, base + 2) or None)
@@ -206,15 +214,24 @@ def _part(obx: Seg, group: _Group, codes: CodeMap, zone: tzinfo) -> Part | None:
     if raw_status in _PENDING:
         return None
     status = _STATUS.get(raw_status)
-    if status is None:
-        if not raw_value:
-            return None
+    if status in ("X", "D"):
+        raw_value = ""  # cancelled or deleted: whatever the value field holds, there is no value
+    elif value_type not in _QUANTITY_TYPES:
+        label = obx.label(2)
+        raise InputRejected("non_numeric_value", f"{label} value type {value_type!r} cannot carry the "
+                            f"{code.code} result (a count or temperature is NM, SN or ST)", label)
+    elif not raw_value:
+        label, sent = obx.label(5), obx.raw(5)
+        if sent:
+            raise InputRejected("non_numeric_value", f"{label} {sent!r} for the {code.code} result is "
+                                "not a number", label)
+        raise InputRejected("missing_value", f"{label} has no value for the {code.code} result "
+                            "(the message may be cut short)", label)
+    elif status is None:
         label = obx.label(11)
         raise InputRejected("unknown_result_status",
                             f"{label} result status {raw_status or '(empty)'!r} is not one of P, F, C, X, D",
                             label)
-    if status not in ("X", "D") and not raw_value:
-        return None
     # The specimen collection time: SPM-17 names it; OBR-7 is it for a specimen-based order;
     # OBX-14 should be, but many labs put the analysis time there (LAB-ORU-2: OBX-14 08:30,
     # after the lab received a tube drawn at 05:35), so it is the last resort.
@@ -253,9 +270,10 @@ def _specimen_key(group: _Group, part: Part) -> str:
     return "at:" + part.collected_at.isoformat()
 
 
-def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source,
-               codes: CodeMap, zone: tzinfo) -> tuple[list[Event], str | None]:
+def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source, codes: CodeMap, zone: tzinfo,
+               problems: list[Rejection]) -> tuple[list[Event], str | None]:
     groups, first_id = _groups(segs)
+    unreadable: set[int] = set()  # groups (id) with a count input that could not be read
     buckets: dict[tuple[str, str], tuple[_Group, list[Part]]] = {}
     events: list[Event] = []
     app, facility = header.sending_application, header.sending_facility
@@ -273,13 +291,19 @@ def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source,
 
     for group in groups:
         for obx in group.obxs:
-            part = _part(obx, group, codes, zone)
-            if part is None:
+            try:
+                part = _part(obx, group, codes, zone)
+                if part is None:
+                    continue
+                _, key = _require_patient(group.patient)
+                check_plausible(part)
+            except InputRejected as exc:
+                problems.append(exc.rejection)
+                if _role(obx, codes) not in ("anc_direct", "body_temperature"):
+                    unreadable.add(id(group))  # an input of a derivation
                 continue
-            _, key = _require_patient(group.patient)
             spec = _specimen_key(group, part)
             if part.role == "body_temperature":
-                check_plausible(part)
                 obs_id = stable_id("hl7", app, facility, key, spec, "body_temperature",
                                    part.collected_at.isoformat())
                 events.append(result(group, spec, "body_temperature", obs_id, value=part.value,
@@ -291,7 +315,16 @@ def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source,
                 continue
             buckets.setdefault((key, spec), (group, []))[1].append(part)
     for (key, spec), (group, parts) in buckets.items():
-        finding = anc_from_parts(parts)
+        if id(group) in unreadable and not any(p.role in ("anc_direct", "anc_segmented") for p in parts):
+            problems.append(Rejection("anc_not_derived", f"no neutrophil count derived for specimen "
+                                      f"{spec}: one of its inputs could not be read",
+                                      parts[0].value_field))
+            continue
+        try:
+            finding = anc_from_parts(parts)
+        except InputRejected as exc:
+            problems.append(exc.rejection)
+            continue
         if finding is None:
             continue
         direct = finding.provenance == "direct"
@@ -305,6 +338,11 @@ def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source,
             reported_at=finding.reported_at,
             comparator=_comparator(finding.value, finding.parts)))
     return events, first_id
+
+
+def _role(obx: Seg, codes: CodeMap) -> str | None:
+    found = codes.first_role([(obx.get(3, 1, 3), obx.get(3, 1, 1)), (obx.get(3, 1, 6), obx.get(3, 1, 4))])
+    return None if found is None else found[0]
 
 
 def _comparator(value: float | None, parts) -> str | None:

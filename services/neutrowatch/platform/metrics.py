@@ -16,6 +16,9 @@ INGEST_ACK_SECONDS = Histogram(
     "neutrowatch_ingest_ack_seconds", "Time from a message's arrival to its acknowledgement.",
     ["channel"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 MLLP_CONNECTIONS = Gauge("neutrowatch_mllp_connections", "Open MLLP connections.")
+CONTROL_ID_REUSED = Counter(
+    "neutrowatch_ingest_control_id_reused_total",
+    "HL7 messages whose sender and MSH-10 were seen before with other content (processed as new).")
 DEDUP_ERRORS = Counter(
     "neutrowatch_ingest_dedup_unavailable_total",
     "Resend checks skipped because Redis did not answer (the message was still accepted).")
