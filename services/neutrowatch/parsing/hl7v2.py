@@ -196,8 +196,13 @@ def _units(obx: Seg) -> list[str]:
     return [first, obx.get(6, 1, 4)]
 
 
+def _found(obx: Seg, codes: CodeMap) -> tuple[str, int] | None:
+    """(role, 0 for OBX-3's code or 1 for its alternate) of a tracked observation, else None."""
+    return codes.first_role([(obx.get(3, 1, 3), obx.get(3, 1, 1)), (obx.get(3, 1, 6), obx.get(3, 1, 4))])
+
+
 def _part(obx: Seg, group: _Group, codes: CodeMap, zone: tzinfo) -> Part | None:
-    found = codes.first_role([(obx.get(3, 1, 3), obx.get(3, 1, 1)), (obx.get(3, 1, 6), obx.get(3, 1, 4))])
+    found = _found(obx, codes)
     if found is None:
         return None
     role, index = found
@@ -299,7 +304,7 @@ def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source, codes: CodeMa
                 check_plausible(part)
             except InputRejected as exc:
                 problems.append(exc.rejection)
-                if _role(obx, codes) not in ("anc_direct", "body_temperature"):
+                if (_found(obx, codes) or ("",))[0] not in ("anc_direct", "body_temperature"):
                     unreadable.add(id(group))  # an input of a derivation
                 continue
             spec = _specimen_key(group, part)
@@ -338,11 +343,6 @@ def _parse_oru(segs: list[Seg], header: Hl7Header, source: Source, codes: CodeMa
             reported_at=finding.reported_at,
             comparator=_comparator(finding.value, finding.parts)))
     return events, first_id
-
-
-def _role(obx: Seg, codes: CodeMap) -> str | None:
-    found = codes.first_role([(obx.get(3, 1, 3), obx.get(3, 1, 1)), (obx.get(3, 1, 6), obx.get(3, 1, 4))])
-    return None if found is None else found[0]
 
 
 def _comparator(value: float | None, parts) -> str | None:
