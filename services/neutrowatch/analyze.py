@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from neutrowatch.burden import Span, alert_burden, format_table
 from neutrowatch.detection import Alert, DetectionConfig, PatientState, step
 from neutrowatch.domain.events import Event, LabResult, event_from_record
-from neutrowatch.domain.timing import DEFAULT_TOLERANCE, dated_ahead
+from neutrowatch.domain.timing import DEFAULT_TOLERANCE, implausible_time
 
 PROGRESS_MIN_EVENTS = 2000
 CANONICAL = ("neutrowatch.lab-result.v1", "neutrowatch.medication-administration.v1")
@@ -109,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _not_ahead(events: list[Event], name: str, report: Report) -> list[Event]:
-    """The events not dated in the future (those are refused, as ingest refuses them)."""
+    """The events dated plausibly (the others are refused, as ingest refuses them)."""
     now, kept = datetime.now(timezone.utc), []
     for ev in events:
-        ahead = dated_ahead(ev, now, DEFAULT_TOLERANCE)
+        ahead = implausible_time(ev, now, DEFAULT_TOLERANCE)
         if ahead is None:
             kept.append(ev)
         else:

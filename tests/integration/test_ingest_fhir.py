@@ -60,6 +60,7 @@ def test_bundle_with_report_gives_its_anc(base_url, kafka_bootstrap):
     ("/fhir/Observation", "missing-subject", 422, "missing_subject", "Observation.subject"),
     ("/fhir/Observation", "missing-effective", 422, "missing_effective_time", "Observation.effective"),
     ("/fhir/Observation", "in-2062", 422, "future_time", "Observation.effective[x]"),
+    ("/fhir/Observation", "in-year-1", 422, "implausible_time", "Observation.effective[x]"),
 ])
 def test_bad_fhir_gets_4xx_naming_the_field(base_url, kafka_bootstrap, path, body, status, code, field):
     marker = uuid.uuid4().hex
@@ -69,6 +70,8 @@ def test_bad_fhir_gets_4xx_naming_the_field(base_url, kafka_bootstrap, path, bod
         body = observation("X", effectiveDateTime=None, id=marker)
     elif body == "in-2062":
         body = observation("X", effectiveDateTime="2062-02-01T08:00:00Z", id=marker)
+    elif body == "in-year-1":  # a placeholder date: it would date the patient's episodes from then
+        body = observation("X", effectiveDateTime="0001-01-01T00:00:00Z", id=marker)
     elif isinstance(body, dict):
         body = {**body, "id": marker}
     else:

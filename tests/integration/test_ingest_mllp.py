@@ -145,6 +145,9 @@ BAD_MESSAGES = {
                                 "non_numeric_value", "OBX"),
     "message cut inside the count's OBX": (lambda cid: oru(cid, "P1", "OBX|1|NM|751-8^ANC^LN||"),
                                            "missing_value", "OBX"),
+    "collected in 1800 (a placeholder date)": (
+        lambda cid: oru(cid, "P1", "OBX|1|NM|751-8^ANC^LN||1.2|10*3/uL|||||F").replace(
+            "|||20260101080000+0000", "|||18000101"), "implausible_time", "SPM-17/OBR-7/OBX-14"),
     "collected in 2062 (a mistyped year)": (
         lambda cid: oru(cid, "P1", "OBX|1|NM|751-8^ANC^LN||1.2|10*3/uL|||||F").replace(
             "|||20260101080000+0000", "|||20620101080000+0000"), "future_time", "SPM-17/OBR-7/OBX-14"),

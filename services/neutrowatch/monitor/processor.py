@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable, Protocol
 from neutrowatch import schemas, topics
 from neutrowatch.detection import DetectionConfig, step
 from neutrowatch.domain.events import Event, LabResult, Rejection, Source, event_from_record
-from neutrowatch.domain.timing import DEFAULT_TOLERANCE, dated_ahead
+from neutrowatch.domain.timing import DEFAULT_TOLERANCE, implausible_time
 from neutrowatch.ingest.dead_letters import dead_letter
 from neutrowatch.monitor.state_store import Commit, Loaded, StateStore
 from neutrowatch.platform import metrics
@@ -135,7 +135,7 @@ class Processor:
             except (KeyError, TypeError, ValueError) as exc:
                 rejects.append(self._reject(value, "schema_violation", type(exc).__name__, None))
                 continue
-            ahead = dated_ahead(event, now, self.future_tolerance)
+            ahead = implausible_time(event, now, self.future_tolerance)
             if ahead is not None:  # a producer writing to the topic directly skipped ingest's check
                 rejects.append(self._reject(value, ahead.code, ahead.reason, ahead.field))
                 continue
