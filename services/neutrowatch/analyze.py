@@ -6,7 +6,7 @@ neutrowatch.medication-administration.v1 records). Events are stepped in file or
 through exactly the engine the streaming monitor uses. Alerts go to stdout as NDJSON; a summary
 (files, events, alerts by kind, rejected inputs with reasons) and a progress bar go to stderr.
 With --burden, stdout gets an alert-burden table (neutrowatch.burden) instead of the alerts.
-Exit status: 0, or 1 when a file cannot be read.
+Exit status: 0, or 1 when a file cannot be read or nothing in the input could be analysed.
 """
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fhir-identifier-systems", default="{}", metavar="JSON",
                         help="JSON object of FHIR identifier system -> HL7 assigning authority (as the "
                              "ingest setting of that name)")
+    parser.add_argument("--as-of", type=_aware_time, default=None, metavar="TIME",
+                        help="judge 'dated in the future' against this ISO 8601 time with an offset "
+                             "instead of now (a date-shifted research export, e.g. 2125-01-01T00:00:00Z)")
     parser.add_argument("--burden", action="store_true",
                         help="print an alert-burden table to stdout INSTEAD of the alert NDJSON: per "
                              "patient and overall, alerts (retractions included), critical pages, "
@@ -91,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
             report.unreadable.append(f"{path}: {exc.strerror or exc}")
             continue
         report.files += 1
-        events.extend(_not_ahead(read_events(data, str(path), codes, report, zone, identity), str(path), report))
+        events.extend(_plausible(read_events(data, str(path), codes, report, zone, identity), str(path),
+                                 report, getattr(args, "as_of", None) or datetime.now(timezone.utc)))
     report.events = len(events)
     out, burden = sys.stdout, getattr(args, "burden", False)
     records: list[dict[str, Any]] = []
@@ -105,18 +109,29 @@ def run(args: argparse.Namespace) -> int:
         out.write(format_table(alert_burden(records, event_spans(events))))
     out.flush()
     print_summary(report, sys.stderr)
+    if report.files and not report.events:
+        print("neutrowatch analyze: nothing in the input could be analysed", file=sys.stderr)
+        return 1
     return 1 if report.unreadable else 0
 
 
-def _not_ahead(events: list[Event], name: str, report: Report) -> list[Event]:
-    """The events dated plausibly (the others are refused, as ingest refuses them)."""
-    now, kept = datetime.now(timezone.utc), []
+def _aware_time(text: str) -> datetime:
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset (e.g. 2125-01-01T00:00:00Z)")
+    return when
+
+
+def _plausible(events: list[Event], name: str, report: Report, now: datetime) -> list[Event]:
+    """The events dated plausibly as of ``now`` (the others are refused, as ingest refuses them)."""
+    kept = []
     for ev in events:
-        ahead = implausible_time(ev, now, DEFAULT_TOLERANCE)
-        if ahead is None:
+        refused = implausible_time(ev, now, DEFAULT_TOLERANCE)
+        if refused is None:
             kept.append(ev)
         else:
-            report.rejected.append(Rejected(name, f"event {ev.event_id}", ahead.code, ahead.reason, ahead.field))
+            report.rejected.append(Rejected(name, f"event {ev.event_id}", refused.code, refused.reason,
+                                            refused.field))
     return kept
 
 

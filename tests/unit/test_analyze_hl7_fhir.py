@@ -68,3 +68,28 @@ def test_a_count_dated_in_the_future_is_refused_and_the_later_300_still_alerts(t
     rc, alerts, err = run_analyze([path], capsys)
     assert rc == 0 and [a["kind"] for a in alerts] == ["severe_neutropenia"]
     assert "future_time" in err and "2062-01-01T08:00:00+00:00" in err
+
+
+def _century_ahead_feed(tmp_path) -> Path:
+    """A date-shifted research export: every result a century in the future."""
+    def oru(cid: str, collected: str, anc: str) -> str:
+        return "\r".join([
+            f"MSH|^~\\&|LAB|HOSP|NW|HOSP|{collected}+0000||ORU^R01|{cid}|P|2.5.1",
+            "PID|1||SHIFT1^^^HOSP^MR||Doe^Jane||20800101|F",
+            f"OBR|1|ORD-{cid}|FIL-{cid}|57021-8^CBC^LN|||{collected}+0000",
+            f"OBX|1|NM|751-8^Neutrophils [#/volume] in Blood^LN||{anc}|10*3/uL|||||F"])
+    path = tmp_path / "shifted.hl7"
+    path.write_text("\r\r".join([oru("A", "21240101080000", "3.0"), oru("B", "21240121080000", "0.3")]))
+    return path
+
+
+def test_nothing_analysed_exits_non_zero(tmp_path, capsys):
+    rc, alerts, err = run_analyze([_century_ahead_feed(tmp_path)], capsys)
+    assert rc == 1 and alerts == []
+    assert "nothing in the input could be analysed" in err and "future_time" in err
+
+
+def test_as_of_takes_a_date_shifted_export(tmp_path, capsys):
+    rc, alerts, err = run_analyze(["--as-of", "2125-01-01T00:00:00Z", _century_ahead_feed(tmp_path)], capsys)
+    assert rc == 0 and [a["kind"] for a in alerts] == ["severe_neutropenia"]
+    assert "0 rejected" in err
