@@ -115,6 +115,8 @@ def _json_object(body: bytes) -> dict:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputRejected("not_json", f"the body is not JSON: {exc}") from exc
+    except RecursionError:
+        raise InputRejected("not_json", "the body is JSON nested too deeply to be a FHIR resource") from None
     if not isinstance(value, dict):
         raise InputRejected("not_a_resource", "the body is JSON but not a FHIR resource (an object)")
     return value

@@ -43,14 +43,15 @@ class NotifyApi:
             raise web.HTTPServiceUnavailable(text='{"error": "no API token configured"}',
                                              content_type="application/json")
         given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
+        if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"),  # any bytes a client sends
+                                   f"Bearer {token.get_secret_value()}".encode()):
             raise web.HTTPUnauthorized(text='{"error": "bearer token required"}', content_type="application/json",
                                        headers={"WWW-Authenticate": "Bearer"})
 
     async def _json(self, request: web.Request) -> dict:
         try:
             body = await request.json() if request.can_read_body else {}
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to read
             raise web.HTTPBadRequest(text='{"error": "body is not JSON"}', content_type="application/json")
         if not isinstance(body, dict):
             raise web.HTTPBadRequest(text='{"error": "body must be a JSON object"}', content_type="application/json")

@@ -156,7 +156,8 @@ def verify_ack(secret: bytes, token: str, now: float) -> tuple[str, str]:
     body, _, mac = token.partition(".")
     if not body or not mac:
         raise InvalidToken("malformed")
-    if not hmac.compare_digest(mac, _mac(secret, body.encode())):
+    if not hmac.compare_digest(mac.encode("utf-8", "surrogatepass"),  # any text a link may carry
+                               _mac(secret, body.encode("utf-8", "surrogatepass")).encode()):
         raise InvalidToken("bad_signature")
     try:
         claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
