@@ -104,7 +104,7 @@ def _add_analyze(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="neutrowatch", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="neutrowatch", description=" ".join(__doc__.split()))
     sub = parser.add_subparsers(dest="command", required=True)
     commands: list[tuple[str, str, Callable[[argparse.Namespace], int]]] = [
         ("up", "start the whole pipeline in the foreground (embedded broker/Redis unless given)", _up),
