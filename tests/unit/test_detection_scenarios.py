@@ -145,3 +145,13 @@ def test_unreadable_and_rejected_inputs(tmp_path, capsys):
     assert rc == 1 and out == ""
     assert "invalid_record" in err and "not_json" in err and "unknown_record" in err
     assert "unreadable" in err
+
+
+def test_the_ivig_case_file_pages_twice_is_chronic_and_lists_its_expected_dips(capsys):
+    # the case report's patient was judged safe without treatment: paged for the first dip and the
+    # one that establishes the pattern, not for every cycle (five critical pages before)
+    _, alerts, _ = analyze_file("ivig_case", capsys)
+    assert [a["observed_at"][:10] for a in alerts if a["severity"] == "critical"] == ["2024-01-02", "2024-01-23"]
+    assert [a["kind"] for a in alerts].count("chronic_neutropenia") == 1
+    dips = [a for a in alerts if a["kind"] == "expected_dip"]
+    assert [d["evidence"]["infusion"][0]["started_at"][:10] for d in dips] == ["2024-03-04", "2024-03-25", "2024-04-15"]
