@@ -55,13 +55,16 @@ def test_hl7_local_times_read_in_the_given_time_zone(tmp_path, capsys):
     assert rc == 1 and "Mars/Olympus" in err
 
 
+def oru(cid: str, collected: str, anc: str, patient: str = "FUT1^^^HOSP^MR||Doe^Jane||19800101") -> str:
+    """An ORU^R01 with one direct ANC (10^3/uL) collected at ``collected`` (UTC)."""
+    return "\r".join([
+        f"MSH|^~\\&|LAB|HOSP|NW|HOSP|{collected}+0000||ORU^R01|{cid}|P|2.5.1",
+        f"PID|1||{patient}|F",
+        f"OBR|1|ORD-{cid}|FIL-{cid}|57021-8^CBC^LN|||{collected}+0000",
+        f"OBX|1|NM|751-8^Neutrophils [#/volume] in Blood^LN||{anc}|10*3/uL|||||F"])
+
+
 def test_a_count_dated_in_the_future_is_refused_and_the_later_300_still_alerts(tmp_path, capsys):
-    def oru(cid: str, collected: str, anc: str) -> str:
-        return "\r".join([
-            f"MSH|^~\\&|LAB|HOSP|NW|HOSP|{collected}+0000||ORU^R01|{cid}|P|2.5.1",
-            "PID|1||FUT1^^^HOSP^MR||Doe^Jane||19800101|F",
-            f"OBR|1|ORD-{cid}|FIL-{cid}|57021-8^CBC^LN|||{collected}+0000",
-            f"OBX|1|NM|751-8^Neutrophils [#/volume] in Blood^LN||{anc}|10*3/uL|||||F"])
     path = tmp_path / "feed.hl7"
     path.write_text("\r\r".join([oru("A", "20240101080000", "3.0"), oru("B", "20620101080000", "2.9"),
                                  oru("C", "20240121080000", "0.3")]))
@@ -72,14 +75,10 @@ def test_a_count_dated_in_the_future_is_refused_and_the_later_300_still_alerts(t
 
 def _century_ahead_feed(tmp_path) -> Path:
     """A date-shifted research export: every result a century in the future."""
-    def oru(cid: str, collected: str, anc: str) -> str:
-        return "\r".join([
-            f"MSH|^~\\&|LAB|HOSP|NW|HOSP|{collected}+0000||ORU^R01|{cid}|P|2.5.1",
-            "PID|1||SHIFT1^^^HOSP^MR||Doe^Jane||20800101|F",
-            f"OBR|1|ORD-{cid}|FIL-{cid}|57021-8^CBC^LN|||{collected}+0000",
-            f"OBX|1|NM|751-8^Neutrophils [#/volume] in Blood^LN||{anc}|10*3/uL|||||F"])
+    patient = "SHIFT1^^^HOSP^MR||Doe^Jane||20800101"
     path = tmp_path / "shifted.hl7"
-    path.write_text("\r\r".join([oru("A", "21240101080000", "3.0"), oru("B", "21240121080000", "0.3")]))
+    path.write_text("\r\r".join([oru("A", "21240101080000", "3.0", patient),
+                                   oru("B", "21240121080000", "0.3", patient)]))
     return path
 
 
