@@ -30,11 +30,6 @@ class Entry:
     grades: tuple[str | None, str] | None = None
 
     @property
-    def standing(self) -> bool:
-        """Sent and still withdrawable."""
-        return self.status == SENT
-
-    @property
     def is_news(self) -> bool:
         """Holding again after a withdrawal is news (as a new alert, under an id of its own)."""
         return self.status == WITHDRAWN
@@ -56,12 +51,6 @@ class Ledger:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    def __contains__(self, aid: object) -> bool:
-        return aid in self.entries
-
-    def get(self, aid: str) -> Entry | None:
-        return self.entries.get(aid)
 
     def news(self, aid: str) -> bool:
         """Not sent, or sent and withdrawn since: holding, it is news."""
