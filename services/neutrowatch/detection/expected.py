@@ -29,7 +29,7 @@ from neutrowatch.detection.config import DetectionConfig
 from neutrowatch.detection.cyclic import Periodicity
 from neutrowatch.detection.findings import Finding, Obs
 from neutrowatch.detection.grades import RANK, Limits
-from neutrowatch.detection.ivig import Course
+from neutrowatch.detection.ivig import Course, is_dip
 
 DAY = 86400
 REPLACED = ("severe_neutropenia", "rapid_decline", "grade_change")
@@ -55,8 +55,7 @@ def apply(findings: list[Finding], cs: list[Course], pattern: Finding, anc: list
         expected: list[int] = []
         deviation = None
         for i in range(lo, hi):
-            lim = limits_at(anc[i].t)
-            if anc[i].v < max(lim.agranulocytosis, usual - config.ivig_expected_margin):  # type: ignore[operator]
+            if anc[i].v < _floor(anc[i].t, usual, limits_at, config):  # type: ignore[operator]
                 deviation = (i, "deeper")
                 break
             expected.append(i)
@@ -65,7 +64,7 @@ def apply(findings: list[Finding], cs: list[Course], pattern: Finding, anc: list
             late = next((i for i in range(hi, tail) if anc[i].v < limits_at(anc[i].t).severe), None)  # type: ignore[operator]
             deviation = None if late is None else (late, "unrecovered")
         explained = [at[i] for i in expected if i in at and _explained(findings[at[i]])]
-        dipped = [i for i in expected if c.pre is not None and _dip(anc[i], c, limits_at, config)]
+        dipped = [i for i in expected if c.pre is not None and is_dip(anc[i], c.pre, limits_at, config)]
         if explained or dipped:
             drop.update(explained)
             low = min(dipped or expected, key=lambda i: anc[i].v)  # type: ignore[arg-type,return-value]
@@ -100,7 +99,7 @@ def cyclic(findings: list[Finding], hit: Periodicity, anc: list[Obs] | tuple[Obs
         n = round((f.t - trough) / period)
         if n < 1 or abs(f.t - trough - n * period) > tol:
             continue
-        if f.value < max(limits_at(f.t).agranulocytosis, hit.nadir - config.ivig_expected_margin):  # type: ignore[operator]
+        if f.value < _floor(f.t, hit.nadir, limits_at, config):  # type: ignore[operator]
             if f.kind == "severe_neutropenia":
                 drop.add(k)
                 out.append(f._replace(ctx={**f.ctx, "deviation": "deeper_than_cycle", "usual_nadir": hit.nadir}))
@@ -121,8 +120,10 @@ def _explained(f: Finding) -> bool:
         f.kind != "grade_change" or RANK[f.ctx["to"]] > RANK["normal"])
 
 
-def _dip(o: Obs, c: Course, limits_at: Callable[[int], Limits], config: DetectionConfig) -> bool:
-    return o.v <= c.pre.v * config.ivig_dip_fraction and o.v < limits_at(o.t).normal  # type: ignore[operator,union-attr]
+def _floor(t: int, usual: float, limits_at: Callable[[int], Limits], config: DetectionConfig) -> float:
+    """The lowest count still within the patient's course: the usual nadir less the margin, never
+    below the agranulocytosis limit (which pages whatever the course)."""
+    return max(limits_at(t).agranulocytosis, usual - config.ivig_expected_margin)
 
 
 def _deviation(findings: list[Finding], at: dict[int, int], deviation: tuple[int, str], c: Course,

@@ -80,14 +80,19 @@ def measure(cs: list[Course], anc: list[Obs], times: list[int],
         c.early = min(early, key=lambda e: e.v) if early else None  # type: ignore[arg-type,return-value]
         c.nadir = min(post, key=lambda e: e.v) if post else None  # type: ignore[arg-type,return-value]
         if c.nadir is not None and c.pre is not None:
-            c.dip = (c.nadir.v <= c.pre.v * config.ivig_dip_fraction  # type: ignore[operator]
-                     and c.nadir.v < limits_at(c.nadir.t).normal)  # type: ignore[operator]
+            c.dip = is_dip(c.nadir, c.pre, limits_at, config)
             until = nxt if nxt is not None else c.start + 35 * DAY
             after = anc[bisect_right(times, c.nadir.t):bisect_right(times, until)]
             if after:
                 c.recovery = max(after, key=lambda e: e.v)  # type: ignore[arg-type,return-value]
                 c.recovered = (c.recovery.v >= c.pre.v * config.ivig_recovered_fraction  # type: ignore[operator]
                                or c.recovery.v >= limits_at(c.recovery.t).normal)  # type: ignore[operator]
+
+
+def is_dip(o: Obs, pre: Obs, limits_at: Callable[[int], Limits], config: DetectionConfig) -> bool:
+    """A count after an infusion is a dip: at most ``ivig_dip_fraction`` of the pre-infusion count,
+    and below normal."""
+    return o.v <= pre.v * config.ivig_dip_fraction and o.v < limits_at(o.t).normal  # type: ignore[operator]
 
 
 def pattern(cs: list[Course], config: DetectionConfig) -> Finding | None:
